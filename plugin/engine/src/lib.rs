@@ -1,0 +1,23 @@
+//! The GUI-free core of SMDIM.
+//!
+//! - [`vocab`]: the REMI v1 vocabulary the model was trained on, parsed from its JSON file.
+//! - [`codec`]: REMI tokens ⇄ [`Phrase`], tolerant of any token sequence.
+//! - [`phrase`]: the generated phrase, in integer ticks, serialisable into DAW projects.
+//! - [`midi_file`]: Standard MIDI Files in and out.
+//! - [`scheduler`]: turns a phrase plus the host transport into sample-accurate note events on
+//!   the audio thread, without allocating.
+
+pub mod codec;
+pub mod error;
+pub mod midi_file;
+pub mod phrase;
+pub mod scheduler;
+pub mod vocab;
+
+pub use codec::{decode, DecodeReport, Decoded, Encoder, SkipReason};
+pub use error::{EncodeError, MidiError, VocabError};
+pub use phrase::{Note, Phrase, TimeSignature, PPQ};
+pub use scheduler::{
+    EventBuffer, NoteEvent, NoteEventKind, PlaybackMode, Scheduler, SwitchMode, Transport,
+};
+pub use vocab::{Token, TokenId, Vocabulary};
