@@ -234,8 +234,9 @@ pub struct Scheduler<P> {
     once_armed: bool,
     sounding: [Option<Sounding>; 128],
     sounding_count: usize,
-    /// Where the previous block ended, while playing continuously.
-    expected_start: Option<f64>,
+    /// While playing continuously: the host position expected at the next block, and the
+    /// song position up to which onsets have been handled.
+    expected: Option<(f64, f64)>,
     /// Set when a bar-line switch could not happen this block (retire slot full).
     switch_blocked: bool,
 }
@@ -257,7 +258,7 @@ impl<P: Borrow<Phrase>> Scheduler<P> {
             once_armed: false,
             sounding: [None; 128],
             sounding_count: 0,
-            expected_start: None,
+            expected: None,
             switch_blocked: false,
         }
     }
@@ -300,8 +301,9 @@ impl<P: Borrow<Phrase>> Scheduler<P> {
     /// Releases everything that sounds at sample 0 (deactivation, reset) and forgets the
     /// transport, so the next block starts fresh.
     pub fn release_all(&mut self, out: &mut EventBuffer) {
+        out.clear();
         self.release_all_at(0, out);
-        self.expected_start = None;
+        self.expected = None;
     }
 
     fn release_all_at(&mut self, sample: u32, out: &mut EventBuffer) {
@@ -344,7 +346,7 @@ impl<P: Borrow<Phrase>> Scheduler<P> {
         }
         if !transport.playing || !transport.is_sane() {
             self.release_all_at(0, out);
-            self.expected_start = None;
+            self.expected = None;
             self.switch_phrase();
             return;
         }
@@ -373,9 +375,14 @@ impl<P: Borrow<Phrase>> Scheduler<P> {
         };
         let pos = transport.pos_beats;
 
+        // Sample offsets round to nearest, so this block owns the beats whose rounded sample is
+        // in [0, block_len): up to half a sample before its end. The next block continues from
+        // exactly there, so no onset is skipped or played twice whatever the rounding.
+        let host_end = pos + block_len as f64 / grid.spq;
+        let own_end = pos + (block_len as f64 - 0.5) / grid.spq;
         let threshold = RELOCATE_THRESHOLD.max(2.0 / grid.spq);
-        let start = match self.expected_start {
-            Some(expected) if (expected - pos).abs() <= threshold => expected,
+        let start = match self.expected {
+            Some((host_pos, owned_from)) if (host_pos - pos).abs() <= threshold => owned_from,
             _ => {
                 self.release_all_at(0, out);
                 pos
@@ -392,32 +399,34 @@ impl<P: Borrow<Phrase>> Scheduler<P> {
 
         let mut segment = Segment {
             from: start,
-            to: pos + block_len as f64 / grid.spq,
+            to: own_end,
             q0: pos,
             s0: 0.0,
         };
+        let mut host_end = host_end;
         for _ in 0..MAX_SEGMENTS {
-            let wrap = loop_range.filter(|&(_, end)| segment.from < end && segment.to > end);
+            let wrap = loop_range.filter(|&(_, end)| segment.from < end && host_end > end);
             let Some((loop_start, loop_end)) = wrap else {
                 self.run_segment(&segment, &grid, out);
-                self.expected_start = Some(segment.to);
+                self.expected = Some((host_end, segment.to));
                 return;
             };
-            let whole = segment.to;
+            let owned_end = segment.to;
             segment.to = loop_end;
             self.run_segment(&segment, &grid, out);
             let wrap_sample = segment.s0 + (loop_end - segment.q0) * grid.spq;
             self.release_all_at(segment.sample(loop_end, &grid), out);
             segment = Segment {
                 from: loop_start,
-                to: loop_start + (whole - loop_end),
+                to: loop_start + (owned_end - loop_end),
                 q0: loop_start,
                 s0: wrap_sample,
             };
+            host_end = loop_start + (host_end - loop_end);
         }
         // Too many wraps in one block: stay silent for the rest of it and resync next block.
         self.release_all_at(block_len - 1, out);
-        self.expected_start = None;
+        self.expected = None;
     }
 
     fn phrase_bar(&self, host_bar: i64) -> Option<u32> {

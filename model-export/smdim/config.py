@@ -1,0 +1,113 @@
+"""Typed configurations. `tiny` runs the tests in seconds, `default` is the shipped size
+(2-core-CPU trainable, ONNX < 25 MB, fast inference), `large` is for a GPU."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "smdim"  # "smdim" (Mamba -> FFN -> attention blocks) or "transformer" (baseline)
+    vocab_size: int = 271
+    max_len: int = 512  # tokens; must be a multiple of `stride`
+    stride: int = 4  # Conv1d downsampling factor
+    d_embed: int = 128  # token embedding width (full length)
+    d_model: int = 256  # width after the strided convolution
+    n_blocks: int = 4
+    attention_blocks: tuple[int, ...] | None = None  # None: every block has attention
+    n_heads: int = 4
+    ffn_mult: int = 4
+    d_state: int = 16  # Mamba N
+    expand: int = 2  # Mamba inner width = expand * d_model
+    d_conv: int = 4  # Mamba causal depthwise conv
+    dropout: float = 0.1
+
+    def has_attention(self, i: int) -> bool:
+        return self.attention_blocks is None or i in self.attention_blocks
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 16
+    seq_len: int = 512
+    lr: float = 5e-4
+    warmup: int = 500
+    weight_decay: float = 0.01
+    max_steps: int = 20000
+    time_limit_s: float = 3600.0
+    eval_every: int = 250
+    eval_batches: int = 8
+    ema: float = 0.995
+    grad_clip: float = 1.0
+    transpose: int = 6
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    train_T: int = 1000  # discrete time levels for the training mask rate t/T
+    sample_steps: int = 32  # default number of sampler steps (shipped in the model card)
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> Config:
+        m = dict(d["model"])
+        if m.get("attention_blocks") is not None:
+            m["attention_blocks"] = tuple(m["attention_blocks"])
+        return Config(
+            d["name"], ModelConfig(**m), TrainConfig(**d["train"]), DiffusionConfig(**d["diffusion"])
+        )
+
+
+_TINY = Config(
+    "tiny",
+    ModelConfig(max_len=64, d_embed=32, d_model=48, n_blocks=2, n_heads=2, d_state=4, dropout=0.0),
+    TrainConfig(batch_size=4, seq_len=64, warmup=10, max_steps=40, eval_every=20, eval_batches=2),
+    DiffusionConfig(sample_steps=8),
+)
+_DEFAULT = Config(
+    "default",
+    ModelConfig(max_len=512, d_embed=128, d_model=256, n_blocks=4),
+    TrainConfig(batch_size=16, seq_len=512),
+)
+_LARGE = Config(
+    "large",
+    ModelConfig(max_len=1024, d_embed=128, d_model=256, n_blocks=5, dropout=0.1),
+    TrainConfig(batch_size=64, seq_len=1024, lr=1e-3, warmup=300, eval_every=200),
+)
+
+
+def _transformer(base: Config, n_blocks: int) -> Config:
+    """Same width and roughly the same parameter count, attention + FFN blocks only."""
+    return replace(base, name=base.name + "-transformer",
+                   model=replace(base.model, kind="transformer", n_blocks=n_blocks))
+
+
+CONFIGS: dict[str, Config] = {
+    c.name: c
+    for c in (
+        _TINY,
+        _DEFAULT,
+        _LARGE,
+        _transformer(_TINY, 3),
+        _transformer(_DEFAULT, 6),
+        _transformer(_LARGE, 8),
+    )
+}
+
+
+def get_config(name: str) -> Config:
+    if name not in CONFIGS:
+        raise KeyError(f"unknown config {name!r}; choose from {sorted(CONFIGS)}")
+    return CONFIGS[name]

@@ -1,0 +1,138 @@
+"""The SMDIM denoiser (and the transformer-only baseline), nanoGPT style.
+
+tokens [B, L] -> embedding [B, L, E] -> Conv1d(E->d, kernel=stride=4) [B, L/4, d]
+  -> + learned position -> N blocks -> LayerNorm -> ConvTranspose1d(d->E) [B, L, E] -> logits.
+SMDIM block (MFA): x += Mamba(LN x); x += FFN(LN x); x += Attention(LN x) (attention optional
+per block). Baseline block: x += Attention(LN x); x += FFN(LN x). No timestep input: the mask
+pattern tells the denoiser how much is known (as in SCHmUBERT).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smdim.config import ModelConfig
+from smdim.scan import selective_scan
+
+
+class Mamba(nn.Module):
+    """Mamba (S6) mixer. The scan is causal along time; the attention in the same block gives
+    bidirectional context."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, di, n = cfg.d_model, cfg.expand * cfg.d_model, cfg.d_state
+        self.dt_rank = math.ceil(d / 16)
+        self.d_state = n
+        self.in_proj = nn.Linear(d, 2 * di, bias=False)
+        self.conv = nn.Conv1d(di, di, cfg.d_conv, groups=di, padding=cfg.d_conv - 1)
+        self.x_proj = nn.Linear(di, self.dt_rank + 2 * n, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, di)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1).float()).repeat(di, 1))
+        self.D = nn.Parameter(torch.ones(di))
+        self.out_proj = nn.Linear(di, d, bias=False)
+        self.scan_impl = "auto"
+        # dt initialised in [1e-3, 1e-1] as in Mamba
+        dt = torch.exp(torch.rand(di) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+
+    def forward(self, x):  # [B, T, d]
+        T = x.shape[1]
+        xz = self.in_proj(x)
+        xs, z = xz.chunk(2, dim=-1)
+        xs = F.silu(self.conv(xs.transpose(1, 2))[..., :T])  # [B, di, T]
+        dbc = self.x_proj(xs.transpose(1, 2))  # [B, T, r + 2n]
+        dt, Bm, Cm = torch.split(dbc, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(dt)).transpose(1, 2)  # [B, di, T]
+        A = -torch.exp(self.A_log.float())
+        y = selective_scan(
+            xs, delta, A, Bm.transpose(1, 2), Cm.transpose(1, 2), self.D, impl=self.scan_impl
+        )
+        return self.out_proj(y.transpose(1, 2) * F.silu(z))
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(self, x):
+        B, T, d = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        return self.proj(y.transpose(1, 2).reshape(B, T, d))
+
+
+class FFN(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, cfg.ffn_mult * cfg.d_model)
+        self.out = nn.Linear(cfg.ffn_mult * cfg.d_model, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.drop(self.out(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, index: int):
+        super().__init__()
+        self.layers = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        if cfg.kind == "smdim":
+            kinds = [Mamba, FFN] + ([Attention] if cfg.has_attention(index) else [])
+        else:
+            kinds = [Attention, FFN]
+        for k in kinds:
+            self.norms.append(nn.LayerNorm(cfg.d_model))
+            self.layers.append(k(cfg))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        for norm, layer in zip(self.norms, self.layers, strict=True):
+            x = x + self.drop(layer(norm(x)))
+        return x
+
+
+class Denoiser(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        assert cfg.max_len % cfg.stride == 0
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_embed)
+        self.down = nn.Conv1d(cfg.d_embed, cfg.d_model, cfg.stride, stride=cfg.stride)
+        self.pos = nn.Parameter(torch.zeros(1, cfg.max_len // cfg.stride, cfg.d_model))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_blocks))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.up = nn.ConvTranspose1d(cfg.d_model, cfg.d_embed, cfg.stride, stride=cfg.stride)
+        self.head_norm = nn.LayerNorm(cfg.d_embed)
+        self.head = nn.Linear(cfg.d_embed, cfg.vocab_size)
+        nn.init.normal_(self.pos, std=0.02)
+        nn.init.normal_(self.embed.weight, std=0.02)
+
+    def forward(self, tokens):  # [B, L] int64, L a multiple of stride and <= max_len
+        L = tokens.shape[1]
+        x = self.embed(tokens).transpose(1, 2)  # [B, E, L]
+        x = self.down(x).transpose(1, 2)  # [B, L/s, d]
+        x = x + self.pos[:, : L // self.cfg.stride]
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.up(self.norm(x).transpose(1, 2)).transpose(1, 2)  # [B, L, E]
+        return self.head(self.head_norm(x))
+
+    def set_scan_impl(self, impl: str) -> None:
+        for m in self.modules():
+            if isinstance(m, Mamba):
+                m.scan_impl = impl
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
