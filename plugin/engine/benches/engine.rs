@@ -1,1 +1,64 @@
-fn main() {}
+//! `cargo bench -p smdim-engine`: scheduler cost per audio block and decoder throughput.
+//!
+//! The scheduler figure to compare is time per 64-sample block against the block's real-time
+//! length at 48 kHz (1.333 ms).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use smdim_engine::codec::{decode, Encoder};
+use smdim_engine::phrase::{Note, Phrase, TimeSignature};
+use smdim_engine::scheduler::{EventBuffer, Scheduler, Transport};
+use smdim_engine::Vocabulary;
+
+fn dense_phrase() -> Phrase {
+    let mut phrase = Phrase::empty(TimeSignature::FOUR_FOUR, 8);
+    let length = phrase.length_ticks();
+    phrase.notes = (0..2000u32)
+        .map(|i| Note { start: (i * 15) % length, length: 240 + (i % 4) * 120, pitch: 36 + (i % 48) as u8, velocity: 100 })
+        .collect();
+    phrase.normalize();
+    phrase
+}
+
+fn scheduler(c: &mut Criterion) {
+    let phrase = Arc::new(dense_phrase());
+    assert!(phrase.notes.len() >= 1900);
+    let mut group = c.benchmark_group("scheduler");
+    for (name, playing) in [("dense_2000_notes_48k_64", true), ("stopped_48k_64", false)] {
+        let mut scheduler: Scheduler<Arc<Phrase>> = Scheduler::new();
+        scheduler.offer(phrase.clone(), Default::default());
+        let mut out = EventBuffer::default();
+        let mut transport = Transport::playing_at(48_000.0, 120.0, 0.0);
+        transport.playing = playing;
+        let step = 64.0 * 120.0 / 60.0 / 48_000.0;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                scheduler.process(black_box(&transport), 64, &mut out);
+                transport.pos_beats += step;
+                if transport.pos_beats > 1e6 {
+                    transport.pos_beats = 0.0;
+                }
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn decoder(c: &mut Criterion) {
+    let vocab = Vocabulary::remi_v1();
+    let (tokens, _) = Encoder::new(vocab).encode(&dense_phrase()).unwrap();
+    let mut group = c.benchmark_group("codec");
+    group.throughput(Throughput::Elements(tokens.len() as u64));
+    group.bench_function("decode_tokens", |b| b.iter(|| decode(vocab, black_box(&tokens)).phrase.notes.len()));
+    let random: Vec<u32> = (0..tokens.len() as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) % 300).collect();
+    group.bench_function("decode_random_ids", |b| b.iter(|| decode(vocab, black_box(&random)).report.skipped()));
+    let phrase = dense_phrase();
+    group.bench_function("encode_phrase", |b| b.iter(|| Encoder::new(vocab).encode(black_box(&phrase)).unwrap().0.len()));
+    group.finish();
+}
+
+criterion_group!(benches, scheduler, decoder);
+criterion_main!(benches);
