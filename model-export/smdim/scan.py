@@ -131,6 +131,12 @@ def selective_scan(x, delta, A, B, C, D, impl: str = "auto"):
         )
     if impl == "auto":
         impl = "chunked" if x.is_cuda else "native"
+    if impl == "chunked" and torch.is_grad_enabled():
+        # The chunk matrices are large: recompute them in backward instead of storing them.
+        from torch.utils.checkpoint import checkpoint
+
+        args = tuple(t.float() for t in (x, delta, A, B, C, D))
+        return checkpoint(selective_scan_chunked, *args, use_reentrant=False).to(x.dtype)
     fn = {
         "ref": selective_scan_ref,
         "chunked": selective_scan_chunked,

@@ -1,0 +1,150 @@
+"""Absorbing-state (mask) discrete diffusion, as in D3PM-absorbing / SCHmUBERT.
+
+Training: t ~ U{1..T}; every token is replaced by MASK with probability t/T; the loss is the
+cross-entropy on masked positions, weighted by w(t) = 1 - (t-1)/T (SCHmUBERT's reweighting,
+shifted by 1/T so the fully-masked level still trains), averaged over masked tokens per sequence.
+
+Sampling (`sample`): the exact algorithm, including the order of random draws, is specified in
+docs/model/SAMPLER.md so the Rust engine can reproduce it bit for bit. It takes any callable
+`logits_fn(tokens int64 [B, L]) -> float32 [B, L, V]`, so the same code drives PyTorch and
+onnxruntime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from smdim.tokenizer import load_vocab
+
+MASK64 = (1 << 64) - 1
+
+
+def corrupt(x0: torch.Tensor, mask_id: int, T: int, gen: torch.Generator | None = None):
+    """Forward process q(x_t | x_0). Returns (x_t, mask, t)."""
+    b = x0.shape[0]
+    t = torch.randint(1, T + 1, (b,), generator=gen, device="cpu").to(x0.device)
+    rate = (t.float() / T)[:, None]
+    u = torch.rand(x0.shape, generator=gen, device="cpu").to(x0.device)
+    mask = u < rate
+    return torch.where(mask, torch.full_like(x0, mask_id), x0), mask, t
+
+
+def diffusion_loss(model, x0: torch.Tensor, mask_id: int, T: int, gen=None) -> torch.Tensor:
+    xt, mask, t = corrupt(x0, mask_id, T, gen)
+    logits = model(xt)
+    ce = F.cross_entropy(logits.float().transpose(1, 2), x0, reduction="none")  # [B, L]
+    per_seq = (ce * mask).sum(1) / mask.sum(1).clamp(min=1)
+    w = 1.0 - (t.float() - 1.0) / T
+    return (w * per_seq).mean()
+
+
+# --------------------------------------------------------------------------- sampler
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+class SplitMix64:
+    """The sampler's RNG (trivial to reproduce in Rust). Draw k: state += GOLDEN (wrapping);
+    out = mix(state); uniform = (out >> 11) * 2^-53. Counter based, so n draws vectorise."""
+
+    def __init__(self, seed: int):
+        self.state = seed & MASK64
+
+    def uniforms(self, n: int) -> np.ndarray:
+        k = np.arange(1, n + 1, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            z = _mix(np.uint64(self.state) + k * np.uint64(GOLDEN))
+        self.state = (self.state + n * GOLDEN) & MASK64
+        return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+    def uniform(self) -> float:
+        return float(self.uniforms(1)[0])
+
+
+def banned_ids() -> list[int]:
+    """Tokens the sampler never emits (MASK, BOS, EOS)."""
+    v = load_vocab()
+    return [v.id("MASK_None"), v.id("BOS_None"), v.id("EOS_None")]
+
+
+def choose(logits_row: np.ndarray, u: float, temperature: float, top_p: float) -> int:
+    """One categorical draw, float64 throughout. `logits_row` already has banned ids at -inf."""
+    z = logits_row.astype(np.float64)
+    if temperature <= 0:
+        return int(np.argmax(z))  # first maximum
+    z = z / temperature
+    z = z - z.max()
+    p = np.exp(z)
+    p /= p.sum()
+    order = np.lexsort((np.arange(len(p)), -p))  # probability descending, then id ascending
+    ps = p[order]
+    cum = np.cumsum(ps)
+    k = int(np.searchsorted(cum, top_p, side="left")) + 1  # smallest prefix with mass >= top_p
+    k = min(max(k, 1), len(ps))
+    ps = ps[:k]
+    cdf = np.cumsum(ps / ps.sum())
+    j = int(np.searchsorted(cdf, u, side="right"))
+    return int(order[min(j, k - 1)])
+
+
+def sample(
+    logits_fn: Callable[[np.ndarray], np.ndarray],
+    length: int,
+    *,
+    batch: int = 1,
+    steps: int = 32,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    fixed: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
+    mask_id: int | None = None,
+) -> np.ndarray:
+    """Reverse process. `fixed`: int64 [batch, length] with -1 where free (infilling); fixed
+    tokens never change. `allowed`: optional bool [V] of tokens that may be emitted.
+    Returns int64 [batch, length]. Deterministic per seed; see docs/model/SAMPLER.md."""
+    v = load_vocab()
+    mask_id = v.mask_id if mask_id is None else mask_id
+    x = np.full((batch, length), mask_id, dtype=np.int64)
+    if fixed is not None:
+        x = np.where(fixed >= 0, fixed, x).astype(np.int64)
+    ban = np.zeros(v.size, dtype=bool)
+    ban[banned_ids()] = True
+    if allowed is not None:
+        ban |= ~allowed
+    rngs = [SplitMix64(seed + r) for r in range(batch)]
+    for t in range(steps, 0, -1):
+        newly = np.zeros_like(x, dtype=bool)
+        for r in range(batch):
+            masked = np.nonzero(x[r] == mask_id)[0]  # ascending positions
+            u = rngs[r].uniforms(len(masked))
+            newly[r, masked[u < 1.0 / t]] = True
+        if not newly.any():
+            continue
+        logits = np.asarray(logits_fn(x), dtype=np.float32)
+        for r in range(batch):
+            for i in np.nonzero(newly[r])[0]:
+                row = np.where(ban, -np.inf, logits[r, i].astype(np.float64))
+                x[r, i] = choose(row, rngs[r].uniform(), temperature, top_p)
+    return x
+
+
+def torch_logits_fn(model: torch.nn.Module, device: str | torch.device = "cpu"):
+    """Wrap a denoiser as the sampler's logits callable (eval mode, no grad)."""
+    model.eval()
+
+    @torch.no_grad()
+    def fn(tokens: np.ndarray) -> np.ndarray:
+        out = model(torch.from_numpy(tokens).to(device))
+        return out.float().cpu().numpy()
+
+    return fn

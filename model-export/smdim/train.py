@@ -1,0 +1,201 @@
+"""Train a denoiser: `python -m smdim.train --config default [--time-limit S] [--resume]`.
+
+Writes to runs/<name>/: ckpt.pt (model, EMA, optimiser, step; for resume), metrics.csv
+(step, elapsed, lr, train loss, EMA validation loss), final_ema.pt (EMA weights, fp16 with
+--fp16-final), config.json. Needs only torch + numpy (runs where miditok is absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from smdim.config import Config, get_config
+from smdim.data import CropSampler, load_tokens
+from smdim.diffusion import diffusion_loss
+from smdim.model import Denoiser
+from smdim.tokenizer import load_vocab
+
+RUNS = Path(__file__).resolve().parents[1] / "runs"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p.detach(), 1.0 - decay)
+
+
+def fixed_valid_batches(cfg: Config, n: int) -> list[torch.Tensor]:
+    """The same validation windows every evaluation (seeded), so the curve is comparable."""
+    s = CropSampler(load_tokens("valid"), cfg.train.seq_len, seed=1234, transpose=0)
+    return [torch.from_numpy(s.batch(cfg.train.batch_size)) for _ in range(n)]
+
+
+@torch.no_grad()
+def valid_loss(model, batches, mask_id, T, device, amp) -> float:
+    model.eval()
+    gen = torch.Generator().manual_seed(99)
+    tot = 0.0
+    for b in batches:
+        with torch.autocast("cuda", torch.bfloat16, enabled=amp):
+            tot += diffusion_loss(model, b.to(device), mask_id, T, gen).item()
+    return tot / len(batches)
+
+
+def lr_at(cfg: Config, step: int, progress: float) -> float:
+    if step < cfg.train.warmup:
+        return cfg.train.lr * (step + 1) / cfg.train.warmup
+    return cfg.train.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def train(cfg: Config, out: Path, device: torch.device, resume: bool = False,
+          fp16_final: bool = False, progress_bar: bool = True) -> dict:
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.train.seed)
+    v = load_vocab()
+    assert v.size == cfg.model.vocab_size
+    model = Denoiser(cfg.model).to(device)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.99),
+                            weight_decay=cfg.train.weight_decay)
+    amp = device.type == "cuda"
+    step, elapsed0 = 0, 0.0
+    ckpt_path = out / "ckpt.pt"
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device)
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed0 = ck["step"], ck["elapsed"]
+        print(f"resumed {ckpt_path} at step {step}")
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    sampler = CropSampler(load_tokens("train"), cfg.train.seq_len, seed=cfg.train.seed + step,
+                          transpose=cfg.train.transpose)
+    valid = fixed_valid_batches(cfg, cfg.train.eval_batches)
+    T = 1000
+    metrics_path = out / "metrics.csv"
+    new_file = not (resume and metrics_path.exists())
+    mf = open(metrics_path, "w" if new_file else "a", newline="")
+    writer = csv.writer(mf)
+    if new_file:
+        writer.writerow(["step", "elapsed_s", "lr", "train_loss", "valid_loss_ema"])
+    t0 = time.time()
+    limit = cfg.train.time_limit_s
+    bar = tqdm(total=cfg.train.max_steps, initial=step, disable=not progress_bar,
+               desc=cfg.name, mininterval=2.0)
+    running, n_run, last_val = 0.0, 0, float("nan")
+
+    def save():
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                    "step": step, "elapsed": elapsed0 + time.time() - t0,
+                    "config": cfg.to_dict()}, ckpt_path)
+
+    while step < cfg.train.max_steps:
+        elapsed = elapsed0 + time.time() - t0
+        if elapsed > limit:
+            break
+        progress = max(step / cfg.train.max_steps, elapsed / limit)
+        lr = lr_at(cfg, step, progress)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        x0 = torch.from_numpy(sampler.batch(cfg.train.batch_size)).to(device, non_blocking=True)
+        with torch.autocast("cuda", torch.bfloat16, enabled=amp):
+            loss = diffusion_loss(model, x0, v.mask_id, T)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        opt.step()
+        ema_update(ema, model, cfg.train.ema if step > cfg.train.warmup else 0.0)
+        step += 1
+        running += loss.item()
+        n_run += 1
+        bar.update(1)
+        if step % cfg.train.eval_every == 0:
+            last_val = valid_loss(ema, valid, v.mask_id, T, device, amp)
+            writer.writerow([step, round(elapsed0 + time.time() - t0, 1), f"{lr:.3g}",
+                             f"{running / n_run:.4f}", f"{last_val:.4f}"])
+            mf.flush()
+            bar.set_postfix(loss=f"{running / n_run:.3f}", val=f"{last_val:.3f}")
+            running, n_run = 0.0, 0
+            save()
+    bar.close()
+    last_val = valid_loss(ema, valid, v.mask_id, T, device, amp)
+    writer.writerow([step, round(elapsed0 + time.time() - t0, 1), f"{lr_at(cfg, step, 1):.3g}",
+                     f"{(running / n_run) if n_run else float('nan'):.4f}", f"{last_val:.4f}"])
+    mf.close()
+    save()
+    sd = {k: (t.half() if fp16_final and t.is_floating_point() else t)
+          for k, t in ema.state_dict().items()}
+    total = elapsed0 + time.time() - t0
+    summary = {"config": cfg.name, "steps": step, "train_seconds": round(total, 1),
+               "valid_loss_ema": last_val, "params": model.num_params(),
+               "device": torch.cuda.get_device_name() if amp else "cpu",
+               "tokens_seen": step * cfg.train.batch_size * cfg.train.seq_len}
+    torch.save({"ema": sd, "config": cfg.to_dict(), "summary": summary}, out / "final_ema.pt")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary))
+    return summary
+
+
+def load_final(path: Path, device="cpu") -> tuple[Denoiser, Config, dict]:
+    ck = torch.load(path, map_location=device)
+    cfg = Config.from_dict(ck["config"])
+    model = Denoiser(cfg.model)
+    model.load_state_dict({k: t.float() if t.is_floating_point() else t
+                           for k, t in ck["ema"].items()})
+    return model.to(device).eval(), cfg, ck.get("summary", {})
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--config", default="default")
+    ap.add_argument("--out", type=Path, default=None, help="run directory (default runs/<config>)")
+    ap.add_argument("--time-limit", type=float, default=None, help="seconds of training")
+    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--fp16-final", action="store_true", help="store final EMA weights as fp16")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    cfg = get_config(a.config)
+    tr = cfg.train
+    if a.time_limit is not None:
+        tr = replace(tr, time_limit_s=a.time_limit)
+    if a.max_steps is not None:
+        tr = replace(tr, max_steps=a.max_steps)
+    if a.batch_size is not None:
+        tr = replace(tr, batch_size=a.batch_size)
+    cfg = replace(cfg, train=tr)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    train(cfg, a.out or RUNS / cfg.name, pick_device(a.device), a.resume, a.fp16_final,
+          not a.no_progress)
+
+
+if __name__ == "__main__":
+    np.seterr(over="ignore")
+    main()
