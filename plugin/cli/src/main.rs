@@ -10,7 +10,11 @@ use smdim_engine::midi_file::{load_smf, save_smf, WriteOptions};
 use smdim_engine::Vocabulary;
 
 #[derive(Parser)]
-#[command(name = "smdim", version, about = "SMDIM: diffusion-generated MIDI phrases")]
+#[command(
+    name = "smdim",
+    version,
+    about = "SMDIM: diffusion-generated MIDI phrases"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Decode REMI tokens (names like `Bar_None` or ids; `-` reads stdin) into a MIDI file.
+    /// Decode REMI tokens into a MIDI file. Input: token names (`Bar_None ...`) or ids, or a
+    /// JSON object with a `tokens` array (the golden vectors); `-` reads stdin.
     TokensToMidi {
         input: PathBuf,
         #[arg(long, short)]
@@ -47,12 +52,26 @@ fn main() -> Result<()> {
     let vocab = Vocabulary::remi_v1();
     match Cli::parse().command {
         Command::TokensToMidi { input, out, tempo } => {
-            let ids = parse_token_text(vocab, &read_input(&input)?)?;
+            let text = read_input(&input)?;
+            let json_tokens = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|doc| doc.get("tokens").cloned());
+            let ids = match json_tokens {
+                Some(tokens) => parse_token_text(vocab, &tokens.to_string())?,
+                None => parse_token_text(vocab, &text)?,
+            };
             let decoded = decode(vocab, &ids);
             let phrase = &decoded.phrase;
             let tempo = tempo.or(phrase.tempo_hint.map(f64::from)).unwrap_or(120.0);
-            save_smf(phrase, &WriteOptions { tempo, ..Default::default() }, &out)
-                .with_context(|| format!("writing {}", out.display()))?;
+            save_smf(
+                phrase,
+                &WriteOptions {
+                    tempo,
+                    ..Default::default()
+                },
+                &out,
+            )
+            .with_context(|| format!("writing {}", out.display()))?;
             println!(
                 "{} tokens -> {} notes, {} bars of {} at {tempo:.1} bpm -> {}",
                 ids.len(),
@@ -74,7 +93,10 @@ fn main() -> Result<()> {
             println!("ticks/quarter:   {}", read.ticks_per_quarter);
             println!("time signature:  {}", p.time_signature);
             for (tick, bpm) in &read.tempo_map {
-                println!("tempo:           {bpm:.2} bpm at quarter {:.3}", *tick as f64 / smdim_engine::PPQ as f64);
+                println!(
+                    "tempo:           {bpm:.2} bpm at quarter {:.3}",
+                    *tick as f64 / smdim_engine::PPQ as f64
+                );
             }
             println!("bars:            {}", p.bars);
             println!("notes:           {}", p.notes.len());
@@ -82,7 +104,10 @@ fn main() -> Result<()> {
                 println!("pitch range:     {lo}-{hi}");
             }
             if read.unterminated_notes > 0 {
-                println!("unterminated:    {} note(s) closed at their track's end", read.unterminated_notes);
+                println!(
+                    "unterminated:    {} note(s) closed at their track's end",
+                    read.unterminated_notes
+                );
             }
             match Encoder::new(vocab).encode(p) {
                 Ok((tokens, report)) => println!(

@@ -138,9 +138,13 @@ pub struct ReadMidi {
 pub fn read_smf(bytes: &[u8]) -> Result<ReadMidi, MidiError> {
     let smf = Smf::parse(bytes)?;
     // midly is lenient about missing tracks; a file cut short must not pass as a shorter one.
-    let declared_tracks = bytes.get(10..12).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    let declared_tracks = bytes
+        .get(10..12)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
     if smf.tracks.len() < declared_tracks as usize {
-        return Err(MidiError::Invalid("truncated: fewer tracks than the header declares"));
+        return Err(MidiError::Invalid(
+            "truncated: fewer tracks than the header declares",
+        ));
     }
     let ppq = match smf.header.timing {
         Timing::Metrical(t) if t.as_int() > 0 => t.as_int(),

@@ -18,17 +18,43 @@ fn each_skip_rule_is_counted() {
     let cases: &[(&str, SkipReason)] = &[
         ("Position_4 Bar_None", SkipReason::BeforeFirstBar),
         ("Bar_None TimeSig_4/4 MASK_None", SkipReason::Mask),
-        ("Bar_None TimeSig_4/4 Position_0 TimeSig_4/4", SkipReason::MisplacedTimeSig),
-        ("Bar_None TimeSig_4/4 Bar_None TimeSig_3/4", SkipReason::MeterChange),
-        ("Bar_None TimeSig_3/4 Position_24", SkipReason::PositionOutsideBar),
-        ("Bar_None TimeSig_4/4 Position_8 Position_4", SkipReason::PositionBackwards),
-        ("Bar_None TimeSig_4/4 Position_0 Pitch_60 Position_8", SkipReason::PitchWithoutDuration),
-        ("Bar_None TimeSig_4/4 Position_0 Pitch_60", SkipReason::PitchWithoutDuration),
-        ("Bar_None TimeSig_4/4 Position_0 Duration_1.0.8", SkipReason::DurationWithoutPitch),
+        (
+            "Bar_None TimeSig_4/4 Position_0 TimeSig_4/4",
+            SkipReason::MisplacedTimeSig,
+        ),
+        (
+            "Bar_None TimeSig_4/4 Bar_None TimeSig_3/4",
+            SkipReason::MeterChange,
+        ),
+        (
+            "Bar_None TimeSig_3/4 Position_24",
+            SkipReason::PositionOutsideBar,
+        ),
+        (
+            "Bar_None TimeSig_4/4 Position_8 Position_4",
+            SkipReason::PositionBackwards,
+        ),
+        (
+            "Bar_None TimeSig_4/4 Position_0 Pitch_60 Position_8",
+            SkipReason::PitchWithoutDuration,
+        ),
+        (
+            "Bar_None TimeSig_4/4 Position_0 Pitch_60",
+            SkipReason::PitchWithoutDuration,
+        ),
+        (
+            "Bar_None TimeSig_4/4 Position_0 Duration_1.0.8",
+            SkipReason::DurationWithoutPitch,
+        ),
     ];
     for (text, reason) in cases {
         let decoded = decode(vocab, &ids(text));
-        assert_eq!(decoded.report.count(*reason), 1, "{text}: {:?}", decoded.report);
+        assert_eq!(
+            decoded.report.count(*reason),
+            1,
+            "{text}: {:?}",
+            decoded.report
+        );
         assert_eq!(decoded.report.skipped(), 1, "{text}");
     }
     let unknown = decode(vocab, &[vocab.bar_id(), 100_000]);
@@ -46,7 +72,12 @@ fn eos_ends_and_pad_is_silent() {
     assert_eq!(decoded.phrase.bars, 1);
     assert_eq!(
         decoded.phrase.notes,
-        vec![Note { start: PPQ, length: PPQ, pitch: 62, velocity: DEFAULT_VELOCITY }]
+        vec![Note {
+            start: PPQ,
+            length: PPQ,
+            pitch: 62,
+            velocity: DEFAULT_VELOCITY
+        }]
     );
 }
 
@@ -147,7 +178,12 @@ fn unsupported_meter_is_an_encode_error() {
 #[test]
 fn phrase_serialises_for_host_state() {
     let mut phrase = Phrase::empty(TimeSignature::new(6, 8).unwrap(), 2);
-    phrase.notes.push(Note { start: 480, length: 240, pitch: 64, velocity: 90 });
+    phrase.notes.push(Note {
+        start: 480,
+        length: 240,
+        pitch: 64,
+        velocity: 90,
+    });
     phrase.tempo_hint = Some(100.0);
     let json = serde_json::to_string(&phrase).unwrap();
     let back: Phrase = serde_json::from_str(&json).unwrap();

@@ -9,10 +9,30 @@ use smdim_engine::MidiError;
 fn sample_phrase() -> Phrase {
     let mut phrase = Phrase::empty(TimeSignature::new(3, 4).unwrap(), 2);
     phrase.notes = vec![
-        Note { start: 0, length: 960, pitch: 60, velocity: 100 },
-        Note { start: 0, length: 480, pitch: 64, velocity: 80 },
-        Note { start: 960, length: 960, pitch: 60, velocity: 90 },
-        Note { start: 4800, length: 960, pitch: 67, velocity: 127 },
+        Note {
+            start: 0,
+            length: 960,
+            pitch: 60,
+            velocity: 100,
+        },
+        Note {
+            start: 0,
+            length: 480,
+            pitch: 64,
+            velocity: 80,
+        },
+        Note {
+            start: 960,
+            length: 960,
+            pitch: 60,
+            velocity: 90,
+        },
+        Note {
+            start: 4800,
+            length: 960,
+            pitch: 67,
+            velocity: 127,
+        },
     ];
     phrase.tempo_hint = Some(96.0);
     phrase
@@ -28,7 +48,11 @@ fn chunk(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
 #[test]
 fn written_files_read_back_identically() {
     let phrase = sample_phrase();
-    let options = WriteOptions { tempo: 96.0, track_name: "test", ..Default::default() };
+    let options = WriteOptions {
+        tempo: 96.0,
+        track_name: "test",
+        ..Default::default()
+    };
     let bytes = write_smf(&phrase, &options).unwrap();
     let read = read_smf(&bytes).unwrap();
     assert_eq!(read.phrase.notes, phrase.notes);
@@ -45,7 +69,12 @@ fn written_files_read_back_identically() {
         let ends: Vec<_> = track
             .iter()
             .enumerate()
-            .filter(|(_, e)| matches!(e.kind, midly::TrackEventKind::Meta(midly::MetaMessage::EndOfTrack)))
+            .filter(|(_, e)| {
+                matches!(
+                    e.kind,
+                    midly::TrackEventKind::Meta(midly::MetaMessage::EndOfTrack)
+                )
+            })
             .map(|(i, _)| i)
             .collect();
         assert_eq!(ends, vec![track.len() - 1]);
@@ -70,10 +99,15 @@ fn export_uses_the_host_meter_and_tempo() {
     };
     let bytes = write_smf(&sample_phrase(), &options).unwrap();
     let read = read_smf(&bytes).unwrap();
-    assert_eq!(read.phrase.time_signature, TimeSignature::new(6, 8).unwrap());
+    assert_eq!(
+        read.phrase.time_signature,
+        TimeSignature::new(6, 8).unwrap()
+    );
     assert!((read.tempo_map[0].1 - 140.0).abs() < 1e-2);
     let smf = midly::Smf::parse(&bytes).unwrap();
-    assert!(smf.tracks[1].iter().any(|e| matches!(e.kind, midly::TrackEventKind::Midi { channel, .. } if channel.as_int() == 9)));
+    assert!(smf.tracks[1].iter().any(
+        |e| matches!(e.kind, midly::TrackEventKind::Midi { channel, .. } if channel.as_int() == 9)
+    ));
 }
 
 #[test]
@@ -95,8 +129,18 @@ fn type0_running_status_other_ppq() {
     assert_eq!(
         read.phrase.notes,
         vec![
-            Note { start: 0, length: 480, pitch: 60, velocity: 100 },
-            Note { start: 480, length: 960, pitch: 62, velocity: 80 },
+            Note {
+                start: 0,
+                length: 480,
+                pitch: 60,
+                velocity: 100
+            },
+            Note {
+                start: 480,
+                length: 960,
+                pitch: 62,
+                velocity: 80
+            },
         ]
     );
     assert_eq!(read.phrase.tempo_hint, Some(120.0));
@@ -110,7 +154,9 @@ fn type1_merges_tracks_and_keeps_tempo_map() {
         0x83, 0x00, 0xFF, 0x51, 0x03, 0x07, 0xA1, 0x20, // at 384 ticks: 120 bpm
         0x00, 0xFF, 0x2F, 0x00,
     ];
-    let melody = [0x00, 0x91, 0x48, 0x40, 0x81, 0x40, 0x81, 0x48, 0x00, 0x00, 0xFF, 0x2F, 0x00];
+    let melody = [
+        0x00, 0x91, 0x48, 0x40, 0x81, 0x40, 0x81, 0x48, 0x00, 0x00, 0xFF, 0x2F, 0x00,
+    ];
     // An unterminated note: closed at the end of its track.
     let bass = [0x00, 0x92, 0x30, 0x40, 0x83, 0x00, 0xFF, 0x2F, 0x00];
     let mut bytes = chunk(b"MThd", &[0, 1, 0, 3, 0, 192]);
@@ -119,7 +165,10 @@ fn type1_merges_tracks_and_keeps_tempo_map() {
     }
     let read = read_smf(&bytes).unwrap();
     assert_eq!(read.tracks, 3);
-    assert_eq!(read.phrase.time_signature, TimeSignature::new(3, 4).unwrap());
+    assert_eq!(
+        read.phrase.time_signature,
+        TimeSignature::new(3, 4).unwrap()
+    );
     assert_eq!(read.tempo_map.len(), 2);
     assert_eq!(read.tempo_map[1].0, 2 * PPQ as u64);
     assert_eq!(read.unterminated_notes, 1);
@@ -144,7 +193,12 @@ fn broken_files_are_errors() {
     assert!(read_smf(&zero).is_err());
     // A note that ends millions of bars later is refused, not allocated.
     let mut long = chunk(b"MThd", &[0, 0, 0, 1, 0, 1]);
-    long.extend(chunk(b"MTrk", &[0x00, 0x90, 0x3C, 0x64, 0xFF, 0xFF, 0xFF, 0x7F, 0x3C, 0x00, 0x00, 0xFF, 0x2F, 0x00]));
+    long.extend(chunk(
+        b"MTrk",
+        &[
+            0x00, 0x90, 0x3C, 0x64, 0xFF, 0xFF, 0xFF, 0x7F, 0x3C, 0x00, 0x00, 0xFF, 0x2F, 0x00,
+        ],
+    ));
     assert!(matches!(read_smf(&long), Err(MidiError::TooLong { .. })));
 }
 

@@ -52,7 +52,12 @@ fn watched<R>(f: impl FnOnce() -> R) -> (R, usize) {
 fn dense_phrase(pitch_offset: u8) -> Arc<Phrase> {
     let mut phrase = Phrase::empty(TimeSignature::FOUR_FOUR, 8);
     phrase.notes = (0..2000u32)
-        .map(|i| Note { start: (i * 97) % phrase.length_ticks(), length: 200 + i % 900, pitch: 30 + pitch_offset + (i % 60) as u8, velocity: 90 })
+        .map(|i| Note {
+            start: (i * 97) % phrase.length_ticks(),
+            length: 200 + i % 900,
+            pitch: 30 + pitch_offset + (i % 60) as u8,
+            velocity: 90,
+        })
         .collect();
     phrase.normalize();
     Arc::new(phrase)
@@ -73,7 +78,11 @@ fn process_never_allocates_or_frees() {
     let mut total = 0;
     for i in 0..3000u32 {
         if i % 97 == 0 {
-            let mode = if i % 2 == 0 { SwitchMode::NextBar } else { SwitchMode::Immediately };
+            let mode = if i % 2 == 0 {
+                SwitchMode::NextBar
+            } else {
+                SwitchMode::Immediately
+            };
             if let Some(p) = scheduler.offer(phrases[(i / 97) as usize % 2].clone(), mode) {
                 retired.push(p);
             }
@@ -97,6 +106,10 @@ fn process_never_allocates_or_frees() {
         }
     }
     let ((), allocations) = watched(|| scheduler.release_all(&mut out));
-    assert_eq!(total + allocations, 0, "the scheduler allocated on the audio thread");
+    assert_eq!(
+        total + allocations,
+        0,
+        "the scheduler allocated on the audio thread"
+    );
     assert!(!retired.is_empty(), "phrase switches were exercised");
 }

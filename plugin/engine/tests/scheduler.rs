@@ -8,7 +8,8 @@ use common::{expected_onsets, phrase_from, Host};
 use proptest::prelude::*;
 use smdim_engine::phrase::{Phrase, TimeSignature, PPQ};
 use smdim_engine::scheduler::{
-    EventBuffer, NoteEventKind, PlaybackMode, Scheduler, SwitchMode, Transport, MAX_EVENTS_PER_BLOCK,
+    EventBuffer, NoteEventKind, PlaybackMode, Scheduler, SwitchMode, Transport,
+    MAX_EVENTS_PER_BLOCK,
 };
 
 const Q: u32 = PPQ;
@@ -27,17 +28,39 @@ fn assert_exact_onsets(host: &Host, phrase: &Phrase, start: f64) {
         .into_iter()
         .map(|(q, p)| (((q - start) * spq).round() as u64, p))
         .collect();
-    let heard: Vec<(u64, u8)> = host.onsets().into_iter().filter(|&(at, _)| at + 2 < total).collect();
-    assert_eq!(heard.len(), expected.len(), "onset count: heard {heard:?} expected {expected:?}");
+    let heard: Vec<(u64, u8)> = host
+        .onsets()
+        .into_iter()
+        .filter(|&(at, _)| at + 2 < total)
+        .collect();
+    assert_eq!(
+        heard.len(),
+        expected.len(),
+        "onset count: heard {heard:?} expected {expected:?}"
+    );
     for (h, e) in heard.iter().zip(&expected) {
         assert_eq!(h.1, e.1);
-        assert!(h.0.abs_diff(e.0) <= 1, "onset of {} at {} expected {}", h.1, h.0, e.0);
+        assert!(
+            h.0.abs_diff(e.0) <= 1,
+            "onset of {} at {} expected {}",
+            h.1,
+            h.0,
+            e.0
+        );
     }
 }
 
 #[test]
 fn plays_from_bar_one_sample_exact() {
-    let phrase = four_four(2, &[(0, Q, 60), (Q, Q / 2, 62), (Q + Q / 2, Q / 2, 64), (5 * Q, 3 * Q, 67)]);
+    let phrase = four_four(
+        2,
+        &[
+            (0, Q, 60),
+            (Q, Q / 2, 62),
+            (Q + Q / 2, Q / 2, 64),
+            (5 * Q, 3 * Q, 67),
+        ],
+    );
     let mut host = Host::new(Transport::playing_at(48_000.0, 120.0, 0.0), phrase.clone());
     for _ in 0..8000 {
         host.block(64);
@@ -60,8 +83,8 @@ fn starts_mid_bar_on_the_grid() {
     }
     assert_exact_onsets(&host, &phrase, start);
     // The first onset is beat 4 of that bar (67), half a beat after the start.
-    let spq = 44_100.0 * 60.0 / 97.0;
-    assert_eq!(host.onsets()[0], ((0.5 * spq as f64).round() as u64, 67));
+    let spq: f64 = 44_100.0 * 60.0 / 97.0;
+    assert_eq!(host.onsets()[0], ((0.5 * spq).round() as u64, 67));
     host.finish();
 }
 
@@ -98,7 +121,10 @@ fn loop_wrap_inside_a_block_releases_and_restarts() {
     let mut host = Host::new(t, phrase);
     host.block(30_000);
     let heard: Vec<_> = host.heard.iter().map(|h| (h.at, h.on, h.pitch)).collect();
-    assert_eq!(heard, vec![(0, true, 67), (24_000, false, 67), (24_000, true, 60)]);
+    assert_eq!(
+        heard,
+        vec![(0, true, 67), (24_000, false, 67), (24_000, true, 60)]
+    );
     host.finish();
 }
 
@@ -135,7 +161,11 @@ fn stop_and_relocation_release_everything() {
     host.transport.playing = false;
     host.block(256);
     assert_eq!(host.scheduler.sounding(), 0);
-    assert!(host.buffer.as_slice().iter().all(|e| e.kind == NoteEventKind::Off && e.sample == 0));
+    assert!(host
+        .buffer
+        .as_slice()
+        .iter()
+        .all(|e| e.kind == NoteEventKind::Off && e.sample == 0));
     host.finish();
 }
 
@@ -146,9 +176,16 @@ fn tiny_position_jitter_is_not_a_relocation() {
     for i in 0..100 {
         host.block(480);
         // Quantise like Ardour (1/1920 beat).
-        host.transport.pos_beats = (host.transport.pos_beats * 1920.0 + if i % 2 == 0 { 0.4 } else { -0.4 }).round() / 1920.0;
+        host.transport.pos_beats =
+            (host.transport.pos_beats * 1920.0 + if i % 2 == 0 { 0.4 } else { -0.4 }).round()
+                / 1920.0;
     }
-    assert_eq!(host.heard.iter().filter(|h| !h.on).count(), 0, "{:?}", host.heard);
+    assert_eq!(
+        host.heard.iter().filter(|h| !h.on).count(),
+        0,
+        "{:?}",
+        host.heard
+    );
     host.finish();
 }
 
@@ -158,7 +195,8 @@ fn new_phrase_takes_over_at_the_next_bar_line() {
     let new = four_four(1, &[(0, Q, 72), (Q, Q, 74)]);
     let mut host = Host::new(Transport::playing_at(48_000.0, 120.0, 0.0), old);
     host.block(30_000); // 1.25 beats
-    host.scheduler.offer(Arc::new(new.clone()), SwitchMode::NextBar);
+    host.scheduler
+        .offer(Arc::new(new.clone()), SwitchMode::NextBar);
     while host.sample < 96_000 + 30_000 {
         host.block(1000);
     }
@@ -175,7 +213,10 @@ fn new_phrase_takes_over_at_the_next_bar_line() {
             (120_000, true, 74),
         ]
     );
-    assert!(std::ptr::eq(host.scheduler.current().unwrap().as_ref(), host.scheduler.current().unwrap().as_ref()));
+    assert!(std::ptr::eq(
+        host.scheduler.current().unwrap().as_ref(),
+        host.scheduler.current().unwrap().as_ref()
+    ));
     assert_eq!(**host.scheduler.current().unwrap(), new);
     host.finish();
 }
@@ -189,7 +230,10 @@ fn immediate_switch_releases_at_block_start() {
     host.scheduler.offer(Arc::new(new), SwitchMode::Immediately);
     host.block(48_000);
     let heard: Vec<_> = host.heard.iter().map(|h| (h.at, h.on, h.pitch)).collect();
-    assert_eq!(heard, vec![(0, true, 60), (24_000, false, 60), (48_000, true, 72)]);
+    assert_eq!(
+        heard,
+        vec![(0, true, 60), (24_000, false, 60), (48_000, true, 72)]
+    );
     host.finish();
 }
 
@@ -203,8 +247,14 @@ fn replaced_phrases_are_retired_not_dropped() {
     scheduler.process(&Transport::playing_at(48_000.0, 120.0, 0.0), 64, &mut out);
     assert!(scheduler.take_retired().is_none());
     scheduler.offer(second, SwitchMode::Immediately);
-    scheduler.process(&Transport::playing_at(48_000.0, 120.0, 64.0 / 24_000.0), 64, &mut out);
-    let retired = scheduler.take_retired().expect("the first phrase is handed back");
+    scheduler.process(
+        &Transport::playing_at(48_000.0, 120.0, 64.0 / 24_000.0),
+        64,
+        &mut out,
+    );
+    let retired = scheduler
+        .take_retired()
+        .expect("the first phrase is handed back");
     assert!(Arc::ptr_eq(&retired, &first));
 }
 
@@ -237,7 +287,9 @@ fn off_mode_silences() {
 
 #[test]
 fn garbage_transport_is_silent_and_bounded() {
-    let dense: Vec<(u32, u32, u8)> = (0..2000).map(|i| ((i * 7) % (16 * Q), 30, 21 + (i % 88) as u8)).collect();
+    let dense: Vec<(u32, u32, u8)> = (0..2000)
+        .map(|i| ((i * 7) % (16 * Q), 30, 21 + (i % 88) as u8))
+        .collect();
     let phrase = four_four(4, &dense);
     let garbage = [
         (f64::NAN, 0.0, 48_000.0),
@@ -255,7 +307,10 @@ fn garbage_transport_is_silent_and_bounded() {
         for _ in 0..10 {
             host.block(4096);
         }
-        assert!(host.onsets().is_empty(), "tempo {tempo} pos {pos} rate {rate}");
+        assert!(
+            host.onsets().is_empty(),
+            "tempo {tempo} pos {pos} rate {rate}"
+        );
         host.finish();
     }
     // Legal but extreme: the fastest tempo, a huge block, a dense phrase → capped, no hang.
@@ -305,7 +360,9 @@ fn random_phrase() -> impl Strategy<Value = Phrase> {
         1u32..5,
         prop::collection::vec((0u32..20_000, 1u32..6000, 30u8..90), 0..60),
     )
-        .prop_map(|((n, d), bars, notes)| phrase_from(TimeSignature::new(n, d).unwrap(), bars, &notes))
+        .prop_map(|((n, d), bars, notes)| {
+            phrase_from(TimeSignature::new(n, d).unwrap(), bars, &notes)
+        })
 }
 
 proptest! {

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use smdim_engine::phrase::{Note, Phrase, TimeSignature};
-use smdim_engine::scheduler::{EventBuffer, NoteEventKind, Scheduler, Transport, MAX_EVENTS_PER_BLOCK};
+use smdim_engine::scheduler::{
+    EventBuffer, NoteEventKind, Scheduler, Transport, MAX_EVENTS_PER_BLOCK,
+};
 
 /// An event with its absolute sample time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,19 +30,34 @@ impl Host {
     pub fn new(transport: Transport, phrase: Phrase) -> Host {
         let mut scheduler = Scheduler::new();
         scheduler.offer(Arc::new(phrase), Default::default());
-        Host { transport, sample: 0, scheduler, buffer: EventBuffer::default(), heard: Vec::new(), down: [false; 128] }
+        Host {
+            transport,
+            sample: 0,
+            scheduler,
+            buffer: EventBuffer::default(),
+            heard: Vec::new(),
+            down: [false; 128],
+        }
     }
 
     /// One block: checks the per-block invariants, records events, advances the transport
     /// like a host would (position follows tempo; a loop wraps at its end).
     pub fn block(&mut self, len: u32) {
-        self.scheduler.process(&self.transport, len, &mut self.buffer);
+        self.scheduler
+            .process(&self.transport, len, &mut self.buffer);
         drop(self.scheduler.take_retired());
         self.check_and_record(len);
-        if self.transport.playing && self.transport.tempo.is_finite() && self.transport.sample_rate.is_finite() {
-            let mut pos = self.transport.pos_beats + len as f64 * self.transport.tempo / (60.0 * self.transport.sample_rate);
+        if self.transport.playing
+            && self.transport.tempo.is_finite()
+            && self.transport.sample_rate.is_finite()
+        {
+            let mut pos = self.transport.pos_beats
+                + len as f64 * self.transport.tempo / (60.0 * self.transport.sample_rate);
             if let Some((a, b)) = self.transport.loop_range {
-                if b - a >= smdim_engine::scheduler::MIN_LOOP_LENGTH && self.transport.pos_beats < b && pos >= b {
+                if b - a >= smdim_engine::scheduler::MIN_LOOP_LENGTH
+                    && self.transport.pos_beats < b
+                    && pos >= b
+                {
                     pos = a + (pos - b) % (b - a);
                 }
             }
@@ -59,14 +76,27 @@ impl Host {
             last = e.sample;
             let on = e.kind == NoteEventKind::On;
             let pitch = e.pitch as usize;
-            assert_ne!(self.down[pitch], on, "pitch {pitch}: {} while {}", if on { "on" } else { "off" }, if on { "sounding" } else { "silent" });
+            assert_ne!(
+                self.down[pitch],
+                on,
+                "pitch {pitch}: {} while {}",
+                if on { "on" } else { "off" },
+                if on { "sounding" } else { "silent" }
+            );
             self.down[pitch] = on;
             if on {
                 assert!(e.velocity > 0);
             }
-            self.heard.push(Heard { at: self.sample + e.sample as u64, on, pitch: e.pitch });
+            self.heard.push(Heard {
+                at: self.sample + e.sample as u64,
+                on,
+                pitch: e.pitch,
+            });
         }
-        assert_eq!(self.down.iter().filter(|d| **d).count(), self.scheduler.sounding());
+        assert_eq!(
+            self.down.iter().filter(|d| **d).count(),
+            self.scheduler.sounding()
+        );
     }
 
     /// Deactivation: everything must be released.
@@ -77,13 +107,25 @@ impl Host {
     }
 
     pub fn onsets(&self) -> Vec<(u64, u8)> {
-        self.heard.iter().filter(|h| h.on).map(|h| (h.at, h.pitch)).collect()
+        self.heard
+            .iter()
+            .filter(|h| h.on)
+            .map(|h| (h.at, h.pitch))
+            .collect()
     }
 }
 
 pub fn phrase_from(ts: TimeSignature, bars: u32, notes: &[(u32, u32, u8)]) -> Phrase {
     let mut phrase = Phrase::empty(ts, bars);
-    phrase.notes = notes.iter().map(|&(start, length, pitch)| Note { start, length, pitch, velocity: 100 }).collect();
+    phrase.notes = notes
+        .iter()
+        .map(|&(start, length, pitch)| Note {
+            start,
+            length,
+            pitch,
+            velocity: 100,
+        })
+        .collect();
     phrase.normalize();
     phrase
 }
