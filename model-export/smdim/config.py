@@ -84,7 +84,7 @@ _DEFAULT = Config(
 _LARGE = Config(
     "large",
     ModelConfig(max_len=1024, d_embed=128, d_model=256, n_blocks=5, ffn_mult=3, dropout=0.1),
-    TrainConfig(batch_size=64, seq_len=1024, lr=1e-3, warmup=300, eval_every=200),
+    TrainConfig(batch_size=32, seq_len=1024, lr=1e-3, warmup=300, eval_every=200),
 )
 
 

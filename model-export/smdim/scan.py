@@ -41,7 +41,7 @@ def selective_scan_ref(x, delta, A, B, C, D):
     return torch.stack(ys, dim=-1) + D[:, None] * x
 
 
-def selective_scan_chunked(x, delta, A, B, C, D, chunk: int = 16):
+def selective_scan_chunked(x, delta, A, B, C, D, chunk: int = 8):
     """Within a chunk: h[t] = sum_{s<=t} exp(S[t]-S[s]) u[s] + exp(S[t]) h0, S = cumsum(delta*A),
     with S[t]-S[s] <= 0 for s <= t so nothing overflows; a short loop carries h0 across chunks."""
     b, d, length = x.shape
@@ -131,17 +131,23 @@ def selective_scan(x, delta, A, B, C, D, impl: str = "auto"):
         )
     if impl == "auto":
         impl = "chunked" if x.is_cuda else "native"
+    if x.is_cuda:
+        # The scan runs in float32 even under bf16 autocast (as Mamba's own kernels do).
+        with torch.autocast("cuda", enabled=False):
+            return _scan_fp32(x, delta, A, B, C, D, impl)
+    return _scan_fp32(x, delta, A, B, C, D, impl)
+
+
+def _scan_fp32(x, delta, A, B, C, D, impl):
+    args = tuple(t.float() for t in (x, delta, A, B, C, D))
     if impl == "chunked" and torch.is_grad_enabled():
         # The chunk matrices are large: recompute them in backward instead of storing them.
         from torch.utils.checkpoint import checkpoint
 
-        args = tuple(t.float() for t in (x, delta, A, B, C, D))
         return checkpoint(selective_scan_chunked, *args, use_reentrant=False).to(x.dtype)
     fn = {
         "ref": selective_scan_ref,
         "chunked": selective_scan_chunked,
         "native": selective_scan_native,
     }[impl]
-    dtype = x.dtype
-    out = fn(*(t.float() for t in (x, delta, A, B, C, D)))
-    return out.to(dtype)
+    return fn(*args).to(x.dtype)

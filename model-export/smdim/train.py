@@ -70,6 +70,8 @@ def train(cfg: Config, out: Path, device: torch.device, resume: bool = False,
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.train.seed)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
     v = load_vocab()
     assert v.size == cfg.model.vocab_size
     model = Denoiser(cfg.model).to(device)
@@ -174,6 +176,7 @@ def main(argv=None) -> None:
     ap.add_argument("--time-limit", type=float, default=None, help="seconds of training")
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--eval-every", type=int, default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--resume", action="store_true")
@@ -188,6 +191,8 @@ def main(argv=None) -> None:
         tr = replace(tr, max_steps=a.max_steps)
     if a.batch_size is not None:
         tr = replace(tr, batch_size=a.batch_size)
+    if a.eval_every is not None:
+        tr = replace(tr, eval_every=a.eval_every)
     cfg = replace(cfg, train=tr)
     if a.threads:
         torch.set_num_threads(a.threads)

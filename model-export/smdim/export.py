@@ -1,0 +1,217 @@
+"""Export a trained denoiser to ONNX + model card:
+`python -m smdim.export --ckpt runs/default/final_ema.pt --out ../models/smdim-default.onnx`.
+
+Graph: tokens int64 [batch, length] -> logits float32 [batch, length, vocab]; batch and length
+dynamic (length a multiple of 4, <= max_len). Every selective scan is one `smdim::SelectiveScan`
+node (semantics: SCAN_OP.md). The file also carries a model-local ONNX function of that name
+whose body is a standard `Scan`, so stock onnxruntime runs it; a registered kernel of the same
+name/domain takes precedence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper
+
+from smdim.model import Denoiser
+from smdim.tokenizer import load_vocab
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = REPO / "models"
+DOMAIN = "smdim"
+OPSET = 18
+
+
+def scan_function() -> onnx.FunctionProto:
+    """`smdim::SelectiveScan(x, delta, A, B, C, D) -> y` as a standard-ONNX function."""
+    mk = helper.make_node
+    one = helper.make_tensor("one", TensorProto.INT64, [1], [1])
+    body = helper.make_graph(
+        [
+            mk("Constant", [], ["ax_last"], value=helper.make_tensor("a", TensorProto.INT64, [1], [-1])),
+            mk("Constant", [], ["ax1"], value=helper.make_tensor("b", TensorProto.INT64, [1], [1])),
+            mk("Unsqueeze", ["dt_t", "ax_last"], ["dt3"]),  # [B, D, 1]
+            mk("Mul", ["dt3", "A_in"], ["dtA"]),  # [B, D, N]
+            mk("Exp", ["dtA"], ["dA"]),
+            mk("Mul", ["dt_t", "x_t"], ["dtx"]),  # [B, D]
+            mk("Unsqueeze", ["dtx", "ax_last"], ["dtx3"]),  # [B, D, 1]
+            mk("Unsqueeze", ["B_t", "ax1"], ["B3"]),  # [B, 1, N]
+            mk("Mul", ["dtx3", "B3"], ["dBx"]),
+            mk("Mul", ["dA", "h_in"], ["hdec"]),
+            mk("Add", ["hdec", "dBx"], ["h_out"]),
+            mk("Unsqueeze", ["C_t", "ax1"], ["C3"]),
+            mk("Mul", ["h_out", "C3"], ["hC"]),
+            mk("ReduceSum", ["hC", "ax_last"], ["y_t"], keepdims=0),  # [B, D]
+            mk("Identity", ["A_in"], ["A_out"]),
+        ],
+        "selective_scan_step",
+        [
+            helper.make_tensor_value_info("h_in", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("A_in", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("x_t", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("dt_t", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("B_t", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("C_t", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info("h_out", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("A_out", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("y_t", TensorProto.FLOAT, None),
+        ],
+    )
+    nodes = [
+        mk("Constant", [], ["one"], value=one),
+        mk("Constant", [], ["zero"], value=helper.make_tensor("z", TensorProto.INT64, [1], [0])),
+        mk("Constant", [], ["two"], value=helper.make_tensor("t", TensorProto.INT64, [1], [2])),
+        mk("Shape", ["x"], ["xs"]),
+        mk("Slice", ["xs", "zero", "two"], ["bd"]),  # [B, D]
+        mk("Shape", ["A"], ["As"]),
+        mk("Slice", ["As", "one", "two"], ["n"]),  # [N]
+        mk("Concat", ["bd", "n"], ["hshape"], axis=0),
+        mk("ConstantOfShape", ["hshape"], ["h0"],
+           value=helper.make_tensor("f", TensorProto.FLOAT, [1], [0.0])),
+        mk("Scan", ["h0", "A", "x", "delta", "B", "C"], ["hT", "AT", "yscan"], body=body,
+           num_scan_inputs=4, scan_input_axes=[2, 2, 2, 2], scan_output_axes=[2]),
+        mk("Unsqueeze", ["D", "one"], ["D2"]),  # [D, 1]
+        mk("Mul", ["D2", "x"], ["Dx"]),
+        mk("Add", ["yscan", "Dx"], ["y"]),
+    ]
+    return helper.make_function(
+        DOMAIN, "SelectiveScan", ["x", "delta", "A", "B", "C", "D"], ["y"], nodes,
+        [helper.make_opsetid("", OPSET)],
+    )
+
+
+def export_onnx(model: Denoiser, path: Path, example_len: int | None = None) -> Path:
+    model = model.cpu().eval()
+    L = example_len or min(model.cfg.max_len, 64)
+    tokens = torch.randint(0, model.cfg.vocab_size, (2, L))
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    quarter = torch.export.Dim("quarter", min=1, max=model.cfg.max_len // model.cfg.stride)
+    prog = torch.onnx.export(
+        model,
+        (tokens,),
+        input_names=["tokens"],
+        output_names=["logits"],
+        dynamic_shapes={"tokens": {0: batch, 1: model.cfg.stride * quarter}},
+        opset_version=OPSET,
+        dynamo=True,
+        optimize=True,
+        verbose=False,
+    )
+    proto = prog.model_proto
+    proto.functions.append(scan_function())
+    if not any(o.domain == DOMAIN for o in proto.opset_import):
+        proto.opset_import.append(helper.make_opsetid(DOMAIN, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(path))
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def ort_session(path: Path, threads: int = 2, custom_ops_lib: str | None = None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    if custom_ops_lib:
+        so.register_custom_ops_library(custom_ops_lib)
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def ort_logits_fn(session):
+    def fn(tokens: np.ndarray) -> np.ndarray:
+        return session.run(["logits"], {"tokens": tokens.astype(np.int64)})[0]
+
+    return fn
+
+
+def count_scan_nodes(path: Path) -> int:
+    m = onnx.load(str(path))
+    return sum(1 for n in m.graph.node if n.domain == DOMAIN and n.op_type == "SelectiveScan")
+
+
+def write_card(onnx_path: Path, model: Denoiser, cfg, summary: dict, metrics: dict | None,
+               extra: dict | None = None) -> Path:
+    v = load_vocab()
+    manifest = json.loads((Path(__file__).resolve().parents[1] / "data" / "manifest_v1.json")
+                          .read_text())
+    card = {
+        "name": onnx_path.stem,
+        "format": "onnx",
+        "opset": OPSET,
+        "custom_ops": {"domain": DOMAIN, "ops": ["SelectiveScan"], "version": 1,
+                       "spec": "model-export/SCAN_OP.md",
+                       "fallback": "model-local ONNX function built on Scan"},
+        "inputs": {"tokens": {"dtype": "int64", "shape": ["batch", "length"]}},
+        "outputs": {"logits": {"dtype": "float32", "shape": ["batch", "length", v.size]}},
+        "vocab": {"file": "vocab/remi_v1.json", "sha256": v.sha256, "size": v.size,
+                  "mask_id": v.mask_id, "pad_id": v.pad_id, "bar_id": v.bar_id,
+                  "never_sample": ["MASK_None", "BOS_None", "EOS_None"]},
+        "length": {"multiple_of": model.cfg.stride, "min": model.cfg.stride,
+                   "max": model.cfg.max_len, "trained": cfg.train.seq_len},
+        "sampler": {"algorithm": "docs/model/SAMPLER.md", "default_steps": cfg.diffusion.sample_steps,
+                    "default_temperature": 1.0, "default_top_p": 1.0},
+        "architecture": {k: v_ for k, v_ in cfg.model.__dict__.items()},
+        "params": model.num_params(),
+        "training": {**summary, "data": "model-export/data/manifest_v1.json",
+                     "collections": {k: c["licence"] for k, c in manifest["collections"].items()},
+                     "split": manifest["split_rule"]},
+        "metrics": metrics or {},
+        "export_date": dt.date.today().isoformat(),
+        "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "onnx_bytes": onnx_path.stat().st_size,
+    }
+    if extra:
+        card.update(extra)
+    card_path = onnx_path.with_suffix("").with_suffix(".card.json")
+    card_path.write_text(json.dumps(card, indent=1, default=str) + "\n")
+    return card_path
+
+
+def parity(model: Denoiser, onnx_path: Path, lengths=(64, 256), batch: int = 2,
+           seed: int = 0) -> float:
+    """Max abs logit difference torch vs onnxruntime (Scan fallback) over random tokens."""
+    sess = ort_session(onnx_path)
+    g = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    model = model.cpu().eval()
+    for L in lengths:
+        L = min(L, model.cfg.max_len)
+        toks = torch.randint(0, model.cfg.vocab_size, (batch, L), generator=g)
+        with torch.no_grad():
+            ref = model(toks).numpy()
+        got = sess.run(["logits"], {"tokens": toks.numpy()})[0]
+        worst = max(worst, float(np.abs(ref - got).max()))
+    return worst
+
+
+def main(argv=None) -> None:
+    from smdim.train import load_final
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=MODELS / "smdim-default.onnx")
+    ap.add_argument("--metrics", type=Path, default=None, help="JSON of evaluation metrics")
+    a = ap.parse_args(argv)
+    model, cfg, summary = load_final(a.ckpt)
+    export_onnx(model, a.out)
+    err = parity(model, a.out)
+    metrics = json.loads(a.metrics.read_text()) if a.metrics else None
+    card = write_card(a.out, model, cfg, summary, metrics, {"parity_max_abs_logit_err": err})
+    print(f"wrote {a.out} ({a.out.stat().st_size / 1e6:.1f} MB, "
+          f"{count_scan_nodes(a.out)} SelectiveScan nodes), {card}; parity max abs err {err:.2e}")
+    assert err < 1e-4, f"parity failed: {err}"
+
+
+if __name__ == "__main__":
+    main()
