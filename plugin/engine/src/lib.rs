@@ -11,6 +11,7 @@ pub mod codec;
 pub mod error;
 pub mod midi_file;
 pub mod phrase;
+pub mod sampler;
 pub mod scheduler;
 pub mod vocab;
 

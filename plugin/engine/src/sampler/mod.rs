@@ -1,0 +1,360 @@
+//! Absorbing-state diffusion sampling, the Rust twin of `model-export/smdim/diffusion.py`.
+//!
+//! Schedule (docs/model/SAMPLER.md): start from MASK (known tokens fixed); for t = steps..1,
+//! every still-masked position, in ascending order, draws one uniform and is unmasked when it is
+//! below 1/t; if any position is unmasked, the denoiser runs once and each unmasked position, in
+//! ascending order, draws one uniform and picks its token with [`choose`]. Random numbers come
+//! from [`SplitMix64`], seeded with the user's seed, so the same settings, seed and logits give
+//! the same tokens in Python and Rust.
+//!
+//! On top of the reference, [`constraints`] masks logits at every choice so the result is
+//! grammatical by construction (exact bar count, positions that never go backwards, pitch range,
+//! key, notes per onset). With constraints off the choices equal the Python sampler's.
+
+pub mod constraints;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::vocab::{TokenId, Vocabulary};
+use constraints::Constraints;
+
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Counter-based SplitMix64, as in the Python sampler.
+#[derive(Debug, Clone)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64 { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(GOLDEN);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// numpy's `np.sum` on a contiguous float64 vector: the first element, plus the pairwise sum of
+/// the rest (8 accumulators per block of up to 128). Reproduced so probabilities match the
+/// Python reference to the last bit.
+fn numpy_sum(values: &[f64]) -> f64 {
+    fn pairwise(a: &[f64]) -> f64 {
+        let n = a.len();
+        if n < 8 {
+            a.iter().fold(0.0, |acc, v| acc + v)
+        } else if n <= 128 {
+            let mut r = [0.0f64; 8];
+            r.copy_from_slice(&a[..8]);
+            let whole = n - n % 8;
+            let mut i = 8;
+            while i < whole {
+                for j in 0..8 {
+                    r[j] += a[i + j];
+                }
+                i += 8;
+            }
+            let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+            for v in &a[whole..] {
+                res += v;
+            }
+            res
+        } else {
+            let mut half = n / 2;
+            half -= half % 8;
+            pairwise(&a[..half]) + pairwise(&a[half..])
+        }
+    }
+    match values.split_first() {
+        None => 0.0,
+        Some((first, rest)) => first + pairwise(rest),
+    }
+}
+
+/// Reusable buffers for [`choose`], so a generation allocates once.
+#[derive(Debug, Default, Clone)]
+pub struct ChooseScratch {
+    probs: Vec<f64>,
+    order: Vec<u32>,
+    sorted: Vec<f64>,
+}
+
+/// One categorical draw from `logits` (banned entries already `-inf`), exactly as the Python
+/// `choose`: temperature ≤ 0 → first maximum; else softmax in f64, nucleus of the smallest
+/// prefix (by probability descending, id ascending) with mass ≥ `top_p`, inverse-CDF with `u`.
+pub fn choose(
+    logits: &[f64],
+    u: f64,
+    temperature: f64,
+    top_p: f64,
+    scratch: &mut ChooseScratch,
+) -> usize {
+    if logits.is_empty() {
+        return 0;
+    }
+    // Temperature <= 0 is greedy, as in the reference; NaN is greedy too (safe, not NaN probabilities).
+    if temperature.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        let mut best = 0;
+        for (i, &v) in logits.iter().enumerate() {
+            if v > logits[best] {
+                best = i;
+            }
+        }
+        return best;
+    }
+    let probs = &mut scratch.probs;
+    probs.clear();
+    probs.extend(logits.iter().map(|&z| z / temperature));
+    let max = probs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        // Everything banned or non-finite: fall back to the first maximum of the raw logits.
+        return choose(logits, u, 0.0, top_p, scratch);
+    }
+    for p in probs.iter_mut() {
+        *p = (*p - max).exp();
+    }
+    let total = numpy_sum(probs);
+    for p in probs.iter_mut() {
+        *p /= total;
+    }
+    let order = &mut scratch.order;
+    order.clear();
+    order.extend(0..probs.len() as u32);
+    order.sort_unstable_by(|&a, &b| {
+        probs[b as usize]
+            .total_cmp(&probs[a as usize])
+            .then(a.cmp(&b))
+    });
+
+    let mut cumulative = 0.0;
+    let mut k = order.len();
+    for (i, &id) in order.iter().enumerate() {
+        cumulative += probs[id as usize];
+        if cumulative >= top_p {
+            k = i + 1;
+            break;
+        }
+    }
+    let k = k.clamp(1, order.len());
+    let sorted = &mut scratch.sorted;
+    sorted.clear();
+    sorted.extend(order[..k].iter().map(|&id| probs[id as usize]));
+    let mass = numpy_sum(sorted);
+    let mut cdf = 0.0;
+    let mut pick = k - 1;
+    for (j, p) in sorted.iter().enumerate() {
+        cdf += p / mass;
+        if cdf > u {
+            pick = j;
+            break;
+        }
+    }
+    // A zero-probability pick can only happen at the last ulp of the CDF; never emit a banned
+    // token for it.
+    while pick > 0 && sorted[pick] == 0.0 {
+        pick -= 1;
+    }
+    order[pick] as usize
+}
+
+/// What the sampler needs from a denoiser: logits `[length, vocab]` for one sequence.
+pub trait Denoise {
+    type Error;
+    fn logits(&mut self, tokens: &[TokenId], out: &mut Vec<f32>) -> Result<(), Self::Error>;
+}
+
+impl<E, F: FnMut(&[TokenId], &mut Vec<f32>) -> Result<(), E>> Denoise for F {
+    type Error = E;
+    fn logits(&mut self, tokens: &[TokenId], out: &mut Vec<f32>) -> Result<(), E> {
+        self(tokens, out)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplerSettings {
+    pub steps: u32,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub seed: u64,
+}
+
+impl Default for SamplerSettings {
+    fn default() -> Self {
+        SamplerSettings {
+            steps: 32,
+            temperature: 1.0,
+            top_p: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Why sampling stopped early.
+#[derive(Debug)]
+pub enum SampleError<E> {
+    Cancelled,
+    Denoiser(E),
+    /// The denoiser returned a buffer of the wrong size.
+    BadLogits {
+        expected: usize,
+        got: usize,
+    },
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for SampleError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SampleError::Cancelled => write!(f, "generation cancelled"),
+            SampleError::Denoiser(e) => write!(f, "denoiser failed: {e}"),
+            SampleError::BadLogits { expected, got } => {
+                write!(f, "denoiser returned {got} logits, expected {expected}")
+            }
+        }
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for SampleError<E> {}
+
+/// Statistics of one run, for logs and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SampleStats {
+    pub denoiser_calls: u32,
+    /// Choices where the constraints allowed nothing and only the static ban applied (should
+    /// stay 0; non-zero means fixed tokens contradicted the grammar).
+    pub relaxed_choices: u32,
+}
+
+/// Runs the reverse process. `initial` holds fixed tokens and MASK where free. `progress`
+/// gets (step done, steps) after every step; `cancel` is checked before every step.
+pub fn sample<D: Denoise>(
+    vocab: &Vocabulary,
+    denoiser: &mut D,
+    initial: &[TokenId],
+    settings: &SamplerSettings,
+    constraints: Option<&Constraints>,
+    cancel: &AtomicBool,
+    mut progress: impl FnMut(u32, u32),
+) -> Result<(Vec<TokenId>, SampleStats), SampleError<D::Error>> {
+    let mask = vocab.mask_id();
+    let vocab_len = vocab.len();
+    let mut x = initial.to_vec();
+    let mut static_ban = vec![false; vocab_len];
+    for text in ["MASK_None", "BOS_None", "EOS_None"] {
+        if let Some(id) = vocab.id_of(text) {
+            static_ban[id as usize] = true;
+        }
+    }
+    let mut rng = SplitMix64::new(settings.seed);
+    let mut logits = Vec::with_capacity(x.len() * vocab_len);
+    let mut row = vec![0f64; vocab_len];
+    let mut allowed = vec![true; vocab_len];
+    let mut newly = Vec::with_capacity(x.len());
+    let mut scratch = ChooseScratch::default();
+    let mut stats = SampleStats::default();
+    let steps = settings.steps.max(1);
+
+    for t in (1..=steps).rev() {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(SampleError::Cancelled);
+        }
+        newly.clear();
+        let threshold = 1.0 / t as f64;
+        for (i, &token) in x.iter().enumerate() {
+            if token == mask && rng.uniform() < threshold {
+                newly.push(i);
+            }
+        }
+        if !newly.is_empty() {
+            logits.clear();
+            denoiser
+                .logits(&x, &mut logits)
+                .map_err(SampleError::Denoiser)?;
+            stats.denoiser_calls += 1;
+            if logits.len() != x.len() * vocab_len {
+                return Err(SampleError::BadLogits {
+                    expected: x.len() * vocab_len,
+                    got: logits.len(),
+                });
+            }
+            for &i in &newly {
+                let u = rng.uniform();
+                let source = &logits[i * vocab_len..(i + 1) * vocab_len];
+                let mut constrained = false;
+                if let Some(c) = constraints {
+                    constrained = c.allowed_at(vocab, &x, i, &mut allowed);
+                }
+                let any_allowed =
+                    !constrained || allowed.iter().zip(&static_ban).any(|(a, b)| *a && !b);
+                if constrained && !any_allowed {
+                    stats.relaxed_choices += 1;
+                }
+                for (v, (dst, &src)) in row.iter_mut().zip(source).enumerate() {
+                    let banned = static_ban[v] || (constrained && any_allowed && !allowed[v]);
+                    *dst = if banned {
+                        f64::NEG_INFINITY
+                    } else {
+                        src as f64
+                    };
+                }
+                x[i] =
+                    choose(&row, u, settings.temperature, settings.top_p, &mut scratch) as TokenId;
+            }
+        }
+        progress(steps - t + 1, steps);
+    }
+    Ok((x, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_matches_the_reference_values() {
+        // First outputs of SplitMix64 seeded with 0 (Vigna's reference implementation).
+        let mut rng = SplitMix64::new(0);
+        assert_eq!(rng.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(rng.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        assert!((0..1000)
+            .map(|_| rng.uniform())
+            .all(|u| (0.0..1.0).contains(&u)));
+    }
+
+    #[test]
+    fn numpy_sum_orders_like_numpy() {
+        let v: Vec<f64> = (0..300).map(|i| 1.0 / (i as f64 + 1.0)).collect();
+        let plain: f64 = v.iter().sum();
+        assert!((numpy_sum(&v) - plain).abs() < 1e-12);
+        assert_eq!(numpy_sum(&[]), 0.0);
+        assert_eq!(numpy_sum(&[2.5]), 2.5);
+    }
+
+    #[test]
+    fn choose_respects_temperature_top_p_and_bans() {
+        let mut scratch = ChooseScratch::default();
+        let logits = [0.0, 5.0, f64::NEG_INFINITY, 4.9];
+        assert_eq!(choose(&logits, 0.99, 0.0, 1.0, &mut scratch), 1);
+        // top_p small → only the most likely.
+        for u in [0.0, 0.5, 0.999] {
+            assert_eq!(choose(&logits, u, 1.0, 0.1, &mut scratch), 1);
+        }
+        // Never the banned id, whatever u.
+        for i in 0..1000 {
+            let u = i as f64 / 1000.0;
+            assert_ne!(choose(&logits, u, 1.0, 1.0, &mut scratch), 2);
+        }
+        // u low → first in order (id 1), u high → last with mass (id 0).
+        assert_eq!(choose(&logits, 0.0, 1.0, 1.0, &mut scratch), 1);
+        assert_eq!(choose(&logits, 0.99999, 1.0, 1.0, &mut scratch), 0);
+    }
+}
