@@ -9,6 +9,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod handoff;
 pub mod midi_file;
 pub mod phrase;
 pub mod sampler;

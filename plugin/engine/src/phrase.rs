@@ -157,6 +157,27 @@ impl Phrase {
         lo..hi.max(lo)
     }
 
+    /// Sets velocities from a base level with accents where players put them: `accent` on the
+    /// downbeat, half of it on the other main beats (dotted-quarter beats in compound meters
+    /// like 6/8), the base elsewhere.
+    pub fn shape_velocities(&mut self, base: u8, accent: u8) {
+        let ts = self.time_signature;
+        let compound = ts.denominator == 8 && ts.numerator % 3 == 0 && ts.numerator > 3;
+        let main_beat = ts.beat_ticks() * if compound { 3 } else { 1 };
+        let bar = ts.bar_ticks();
+        for note in &mut self.notes {
+            let in_bar = note.start % bar;
+            let lift = if in_bar == 0 {
+                accent
+            } else if in_bar % main_beat == 0 {
+                accent / 2
+            } else {
+                0
+            };
+            note.velocity = base.saturating_add(lift).clamp(1, 127);
+        }
+    }
+
     pub fn lowest_pitch(&self) -> Option<u8> {
         self.notes.iter().map(|n| n.pitch).min()
     }

@@ -189,3 +189,16 @@ fn phrase_serialises_for_host_state() {
     let back: Phrase = serde_json::from_str(&json).unwrap();
     assert_eq!(back, phrase);
 }
+
+#[test]
+fn velocities_accent_strong_beats() {
+    let mut phrase = Phrase::empty(TimeSignature::new(6, 8).unwrap(), 1);
+    for (start, pitch) in [(0, 60), (480, 62), (1440, 64), (1920, 65)] {
+        phrase.notes.push(Note { start, length: 240, pitch, velocity: 1 });
+    }
+    phrase.shape_velocities(80, 30);
+    let v: Vec<u8> = phrase.notes.iter().map(|n| n.velocity).collect();
+    assert_eq!(v, vec![110, 80, 95, 80]);
+    phrase.shape_velocities(120, 30);
+    assert!(phrase.notes.iter().all(|n| n.velocity <= 127));
+}
