@@ -36,6 +36,143 @@ enum Command {
     MidiInfo { file: PathBuf },
     /// Encode a MIDI file as REMI v1 tokens (one per line).
     MidiToTokens { file: PathBuf },
+    /// Generate a phrase with the diffusion model and write it as a MIDI file.
+    Generate(GenerateArgs),
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    #[arg(long, default_value_t = 8)]
+    bars: u32,
+    /// Quarter notes per minute (written to the file and given to the model).
+    #[arg(long, default_value_t = 120.0)]
+    tempo: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Diffusion steps (default: the model card's).
+    #[arg(long)]
+    steps: Option<u32>,
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f64,
+    /// Lowest-highest MIDI pitch, e.g. 48-84.
+    #[arg(long, default_value = "48-84")]
+    pitch_range: String,
+    /// Key and scale, e.g. D-minor, F#-dorian, Bb-major-pentatonic.
+    #[arg(long)]
+    key: Option<String>,
+    /// Time signature, e.g. 4/4, 3/4, 6/8.
+    #[arg(long, default_value = "4/4")]
+    meter: String,
+    /// Average notes per quarter note.
+    #[arg(long, default_value_t = 1.5)]
+    density: f64,
+    #[arg(long, default_value_t = 3)]
+    max_notes_per_onset: u32,
+    /// cpu, cuda, tensorrt or auto (falls back towards the CPU).
+    #[arg(long, default_value = "cpu")]
+    provider: String,
+    /// ONNX model (default: the shipped models/smdim-default.onnx).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Inference threads (default: half the cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Run the model's built-in Scan fallback instead of the native scan kernel.
+    #[arg(long)]
+    no_native_scan: bool,
+}
+
+fn parse_meter(text: &str) -> Result<smdim_engine::TimeSignature> {
+    let (n, d) = text.split_once('/').context("meter looks like 4/4")?;
+    smdim_engine::TimeSignature::new(n.trim().parse()?, d.trim().parse()?)
+        .with_context(|| format!("{text} is not a time signature"))
+}
+
+fn generate(args: GenerateArgs) -> Result<()> {
+    use smdim_inference::{
+        Denoiser, GenerationSettings, ModelSource, ProviderChoice, SessionOptions,
+    };
+
+    let (low, high) = args
+        .pitch_range
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u8>().ok()?, b.trim().parse::<u8>().ok()?)))
+        .filter(|(a, b)| a <= b && *b < 128)
+        .context("--pitch-range looks like 48-84 (MIDI pitches, low-high)")?;
+    let provider = ProviderChoice::parse(&args.provider)
+        .context("--provider is cpu, cuda, tensorrt or auto")?;
+    let model_path = match args.model {
+        Some(path) => path,
+        None => smdim_inference::model::default_model_path()
+            .context("no model found: pass --model, set SMDIM_MODEL, or keep models/smdim-default.onnx beside the binary")?,
+    };
+    let mut options = SessionOptions {
+        provider,
+        native_scan: !args.no_native_scan,
+        ..Default::default()
+    };
+    if let Some(threads) = args.threads {
+        options.threads = threads.max(1);
+    }
+    let settings = GenerationSettings {
+        bars: args.bars,
+        time_signature: parse_meter(&args.meter)?,
+        tempo: args.tempo,
+        steps: args.steps,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        seed: args.seed,
+        density: args.density,
+        lowest_pitch: low,
+        highest_pitch: high,
+        key: args.key,
+        max_notes_per_onset: args.max_notes_per_onset,
+        ..Default::default()
+    };
+    settings.parsed_key()?;
+
+    let load_start = std::time::Instant::now();
+    let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(&model_path), &options)?;
+    let load_time = load_start.elapsed();
+    for (skipped, why) in &denoiser.fallbacks {
+        println!("provider {skipped} unavailable: {why}");
+    }
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let generated = smdim_inference::generate(&mut denoiser, &settings, &cancel, |_, _| {})?;
+    let options = WriteOptions {
+        tempo: args.tempo as f64,
+        track_name: "SMDIM",
+        ..Default::default()
+    };
+    save_smf(&generated.phrase, &options, &args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let phrase = &generated.phrase;
+    println!(
+        "model {} ({} tokens, scan: {}), provider {}, {} steps ({} denoiser calls), generated in {:.0} ms (load {:.0} ms)",
+        model_path.display(),
+        generated.tokens.len(),
+        if args.no_native_scan { "ONNX Scan fallback" } else { "native kernel" },
+        generated.provider,
+        generated.steps,
+        generated.denoiser_calls,
+        generated.elapsed.as_secs_f64() * 1000.0,
+        load_time.as_secs_f64() * 1000.0
+    );
+    println!(
+        "{} notes in {} bars of {}, pitches {}-{}, seed {} -> {}",
+        phrase.notes.len(),
+        phrase.bars,
+        phrase.time_signature,
+        phrase.lowest_pitch().unwrap_or(0),
+        phrase.highest_pitch().unwrap_or(0),
+        args.seed,
+        args.out.display()
+    );
+    Ok(())
 }
 
 fn read_input(path: &Path) -> Result<String> {
@@ -120,6 +257,7 @@ fn main() -> Result<()> {
                 Err(e) => println!("REMI v1 tokens:  not encodable: {e}"),
             }
         }
+        Command::Generate(args) => generate(args)?,
         Command::MidiToTokens { file } => {
             let read = load_smf(&file).with_context(|| format!("reading {}", file.display()))?;
             let (tokens, _) = Encoder::new(vocab).encode(&read.phrase)?;

@@ -1,0 +1,167 @@
+//! One phrase from settings: plan → constrained diffusion sampling → decode.
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use smdim_engine::codec::decode;
+use smdim_engine::phrase::{Phrase, TimeSignature};
+use smdim_engine::sampler::constraints::{plan, Key, PhraseRequest};
+use smdim_engine::sampler::{sample, SampleError, SamplerSettings};
+use smdim_engine::vocab::{TokenId, Vocabulary};
+
+use crate::error::InferenceError;
+use crate::session::{Denoiser, Provider};
+
+/// Everything that determines a phrase. Saved with it, so "the settings that made it" travel
+/// with the phrase into the host project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationSettings {
+    pub bars: u32,
+    pub time_signature: TimeSignature,
+    pub tempo: f32,
+    /// Diffusion steps; `None` takes the model card's default.
+    pub steps: Option<u32>,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub seed: u64,
+    /// Average notes per quarter note.
+    pub density: f64,
+    pub lowest_pitch: u8,
+    pub highest_pitch: u8,
+    /// `D-minor`, `F#-dorian`...; `None` for no key.
+    pub key: Option<String>,
+    pub max_notes_per_onset: u32,
+    pub velocity: u8,
+    pub accent: u8,
+}
+
+impl Default for GenerationSettings {
+    fn default() -> Self {
+        GenerationSettings {
+            bars: 8,
+            time_signature: TimeSignature::FOUR_FOUR,
+            tempo: 120.0,
+            steps: None,
+            temperature: 1.0,
+            top_p: 0.95,
+            seed: 0,
+            density: 1.5,
+            lowest_pitch: 48,
+            highest_pitch: 84,
+            key: None,
+            max_notes_per_onset: 3,
+            velocity: 90,
+            accent: 20,
+        }
+    }
+}
+
+impl GenerationSettings {
+    pub fn parsed_key(&self) -> Result<Option<Key>, InferenceError> {
+        match self.key.as_deref().map(str::trim) {
+            None | Some("") | Some("none") => Ok(None),
+            Some(text) => Key::parse(text).map(Some).ok_or_else(|| {
+                InferenceError::Run(format!(
+                    "unknown key {text:?} (try D-minor, F#-dorian, Bb-major)"
+                ))
+            }),
+        }
+    }
+
+    pub fn request(&self) -> Result<PhraseRequest, InferenceError> {
+        Ok(PhraseRequest {
+            bars: self.bars.clamp(1, 64),
+            time_signature: self.time_signature,
+            tempo: Some(self.tempo),
+            notes_per_quarter: self.density,
+            lowest_pitch: self.lowest_pitch.min(127),
+            highest_pitch: self.highest_pitch.min(127),
+            key: self.parsed_key()?,
+            max_notes_per_onset: self.max_notes_per_onset,
+        })
+    }
+}
+
+/// A generated phrase with what made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generated {
+    pub phrase: Phrase,
+    pub tokens: Vec<TokenId>,
+    pub settings: GenerationSettings,
+    pub steps: u32,
+    pub provider: Provider,
+    pub elapsed: Duration,
+    pub denoiser_calls: u32,
+}
+
+/// Generates one phrase. `progress` receives (steps done, steps); `cancel` is honoured
+/// between steps.
+pub fn generate(
+    denoiser: &mut Denoiser,
+    settings: &GenerationSettings,
+    cancel: &AtomicBool,
+    progress: impl FnMut(u32, u32),
+) -> Result<Generated, InferenceError> {
+    let started = Instant::now();
+    let vocab = Vocabulary::remi_v1();
+    let request = settings.request()?;
+    let plan = plan(
+        vocab,
+        &request,
+        denoiser.card.length.multiple_of,
+        denoiser.card.length.max,
+    )?;
+    let steps = settings
+        .steps
+        .unwrap_or(denoiser.card.sampler.default_steps)
+        .clamp(1, 1000);
+    let sampler = SamplerSettings {
+        steps,
+        temperature: if settings.temperature.is_finite() {
+            settings.temperature.clamp(0.0, 5.0)
+        } else {
+            1.0
+        },
+        top_p: if settings.top_p.is_finite() {
+            settings.top_p.clamp(0.01, 1.0)
+        } else {
+            1.0
+        },
+        seed: settings.seed,
+    };
+    let mut logits = |tokens: &[TokenId], out: &mut Vec<f32>| denoiser.logits(tokens, out);
+    let (tokens, stats) = sample(
+        vocab,
+        &mut logits,
+        &plan.tokens,
+        &sampler,
+        Some(&plan.constraints),
+        cancel,
+        progress,
+    )
+    .map_err(|e| match e {
+        SampleError::Cancelled => InferenceError::Cancelled,
+        SampleError::Denoiser(e) => e,
+        other => InferenceError::Run(other.to_string()),
+    })?;
+    let decoded = decode(vocab, &tokens);
+    if decoded.report.skipped() > 0 || stats.relaxed_choices > 0 {
+        // The constraints make this impossible; a failure here is a bug worth a clear message.
+        return Err(InferenceError::Run(format!(
+            "internal: constrained sampling produced {} ungrammatical tokens",
+            decoded.report.skipped()
+        )));
+    }
+    let mut phrase = decoded.phrase;
+    phrase.shape_velocities(settings.velocity.clamp(1, 127), settings.accent);
+    Ok(Generated {
+        phrase,
+        tokens,
+        settings: settings.clone(),
+        steps,
+        provider: denoiser.provider,
+        elapsed: started.elapsed(),
+        denoiser_calls: stats.denoiser_calls,
+    })
+}

@@ -1,0 +1,139 @@
+//! The exported denoiser and its model card.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::error::InferenceError;
+use smdim_engine::vocab::{Vocabulary, REMI_V1_JSON};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CardVocab {
+    pub sha256: String,
+    pub size: usize,
+    pub mask_id: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CardLength {
+    pub multiple_of: usize,
+    pub max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CardSampler {
+    pub default_steps: u32,
+}
+
+/// The parts of `*.card.json` the engine relies on (the card carries more for people).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelCard {
+    pub name: String,
+    pub vocab: CardVocab,
+    pub length: CardLength,
+    pub sampler: CardSampler,
+    #[serde(default)]
+    pub params: Option<u64>,
+}
+
+impl ModelCard {
+    pub fn parse(json: &str) -> Result<ModelCard, InferenceError> {
+        let card: ModelCard =
+            serde_json::from_str(json).map_err(|e| InferenceError::Card(e.to_string()))?;
+        if card.length.multiple_of == 0 || card.length.max < card.length.multiple_of {
+            return Err(InferenceError::Card(format!(
+                "nonsensical length limits {:?}",
+                card.length
+            )));
+        }
+        Ok(card)
+    }
+
+    /// The model must have been trained on exactly the embedded vocabulary.
+    pub fn check_vocabulary(&self, vocab: &Vocabulary) -> Result<(), InferenceError> {
+        let ours = sha256_hex(REMI_V1_JSON.as_bytes());
+        if self.vocab.sha256 != ours {
+            return Err(InferenceError::VocabularyMismatch(format!(
+                "card says vocabulary sha256 {}, this build has {ours}",
+                self.vocab.sha256
+            )));
+        }
+        if self.vocab.size != vocab.len() || self.vocab.mask_id != vocab.mask_id() {
+            return Err(InferenceError::VocabularyMismatch(format!(
+                "card says {} tokens with MASK = {}, this build has {} with MASK = {}",
+                self.vocab.size,
+                self.vocab.mask_id,
+                vocab.len(),
+                vocab.mask_id()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where the ONNX bytes come from: embedded in the plugin binary or a file.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    Memory {
+        onnx: Arc<[u8]>,
+        card_json: Arc<str>,
+    },
+    Files {
+        onnx: PathBuf,
+        card: PathBuf,
+    },
+}
+
+impl ModelSource {
+    /// `model.onnx` with its card `model.card.json` beside it.
+    pub fn from_onnx_path(onnx: impl Into<PathBuf>) -> ModelSource {
+        let onnx = onnx.into();
+        let card = onnx.with_extension("card.json");
+        ModelSource::Files { onnx, card }
+    }
+
+    pub fn load(&self) -> Result<(Arc<[u8]>, ModelCard), InferenceError> {
+        match self {
+            ModelSource::Memory { onnx, card_json } => {
+                Ok((onnx.clone(), ModelCard::parse(card_json)?))
+            }
+            ModelSource::Files { onnx, card } => {
+                let read = |path: &Path| {
+                    std::fs::read(path).map_err(|e| InferenceError::ModelFile {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })
+                };
+                let bytes = read(onnx)?;
+                let card_text =
+                    String::from_utf8(read(card)?).map_err(|_| InferenceError::ModelFile {
+                        path: card.clone(),
+                        message: "not UTF-8".into(),
+                    })?;
+                Ok((bytes.into(), ModelCard::parse(&card_text)?))
+            }
+        }
+    }
+}
+
+/// The shipped default model, looked up beside the binary (installed layout), in `models/`
+/// of the source tree, or at `SMDIM_MODEL`.
+pub fn default_model_path() -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(path) = std::env::var_os("SMDIM_MODEL") {
+        candidates.push(PathBuf::from(path));
+    }
+    if let Some(dir) = crate::runtime::own_binary_dir() {
+        candidates.push(dir.join("models/smdim-default.onnx"));
+        candidates.push(dir.join("smdim-default.onnx"));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/smdim-default.onnx"));
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

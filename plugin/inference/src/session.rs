@@ -1,0 +1,249 @@
+//! An ONNX Runtime session of the denoiser, on the best execution provider that works.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ort::ep::{self, ExecutionProviderDispatch};
+use ort::session::Session;
+use ort::value::TensorRef;
+use smdim_engine::vocab::{TokenId, Vocabulary};
+
+use crate::error::InferenceError;
+use crate::model::{ModelCard, ModelSource};
+use crate::runtime;
+
+/// Execution providers, in the order they are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Provider {
+    TensorRt,
+    Cuda,
+    Cpu,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::TensorRt => "TensorRT",
+            Provider::Cuda => "CUDA",
+            Provider::Cpu => "CPU",
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the user asked for; each choice falls back along the chain to the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum ProviderChoice {
+    /// TensorRT, then CUDA, then CPU.
+    Auto,
+    TensorRt,
+    Cuda,
+    #[default]
+    Cpu,
+}
+
+impl ProviderChoice {
+    pub fn chain(self) -> &'static [Provider] {
+        match self {
+            ProviderChoice::Auto | ProviderChoice::TensorRt => {
+                &[Provider::TensorRt, Provider::Cuda, Provider::Cpu]
+            }
+            ProviderChoice::Cuda => &[Provider::Cuda, Provider::Cpu],
+            ProviderChoice::Cpu => &[Provider::Cpu],
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ProviderChoice> {
+        match text.to_ascii_lowercase().as_str() {
+            "auto" => Some(ProviderChoice::Auto),
+            "tensorrt" | "trt" => Some(ProviderChoice::TensorRt),
+            "cuda" | "gpu" => Some(ProviderChoice::Cuda),
+            "cpu" => Some(ProviderChoice::Cpu),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    pub provider: ProviderChoice,
+    /// Intra-op threads. Default: half the cores (at least one), leaving the rest to the DAW.
+    pub threads: usize,
+    /// Register our native `smdim::SelectiveScan` kernel; without it ONNX Runtime runs the
+    /// model's built-in `Scan` function (slower; kept for benchmarks and as a safety net).
+    pub native_scan: bool,
+    /// Extra folders to look for the ONNX Runtime library in.
+    pub library_dirs: Vec<PathBuf>,
+    /// TensorRT engine cache folder.
+    pub tensorrt_cache: Option<PathBuf>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        SessionOptions {
+            provider: ProviderChoice::default(),
+            threads: (cores / 2).max(1),
+            native_scan: true,
+            library_dirs: Vec::new(),
+            tensorrt_cache: default_tensorrt_cache(),
+        }
+    }
+}
+
+/// Per-user cache folder for TensorRT engines (building one takes minutes).
+pub fn default_tensorrt_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .or_else(|| std::env::var_os("LOCALAPPDATA").map(PathBuf::from))?;
+    Some(base.join("smdim").join("tensorrt"))
+}
+
+/// A loaded denoiser: tokens in, logits out.
+pub struct Denoiser {
+    session: Session,
+    pub card: ModelCard,
+    /// The provider that actually runs the model.
+    pub provider: Provider,
+    /// Providers tried before it, with the reason each was passed over.
+    pub fallbacks: Vec<(Provider, String)>,
+    vocab_size: usize,
+    input: ndarray::Array2<i64>,
+}
+
+fn dispatch(provider: Provider, options: &SessionOptions) -> ExecutionProviderDispatch {
+    match provider {
+        Provider::TensorRt => {
+            let mut trt = ep::TensorRT::default();
+            if let Some(cache) = &options.tensorrt_cache {
+                let _ = std::fs::create_dir_all(cache);
+                trt = trt
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(cache.display());
+            }
+            trt.build().error_on_failure()
+        }
+        Provider::Cuda => ep::CUDA::default().build().error_on_failure(),
+        Provider::Cpu => ep::CPU::default().build().error_on_failure(),
+    }
+}
+
+impl Denoiser {
+    pub fn load(
+        source: &ModelSource,
+        options: &SessionOptions,
+    ) -> Result<Denoiser, InferenceError> {
+        let environment = runtime::ensure_loaded(&options.library_dirs)?;
+        let vocab = Vocabulary::remi_v1();
+        let (bytes, card) = source.load()?;
+        card.check_vocabulary(vocab)?;
+        let domain = if options.native_scan {
+            Some(Arc::new(
+                smdim_scan_op::operator_domain().map_err(InferenceError::session)?,
+            ))
+        } else {
+            None
+        };
+
+        let mut fallbacks = Vec::new();
+        for &provider in options.provider.chain() {
+            match Self::build_session(&environment, &bytes, provider, options, domain.clone()) {
+                Ok(session) => {
+                    let mut denoiser = Denoiser {
+                        session,
+                        card,
+                        provider,
+                        fallbacks,
+                        vocab_size: vocab.len(),
+                        input: ndarray::Array2::zeros((1, 0)),
+                    };
+                    denoiser.warm_up()?;
+                    return Ok(denoiser);
+                }
+                Err(reason) if provider != Provider::Cpu => fallbacks.push((provider, reason)),
+                Err(reason) => return Err(InferenceError::Session(reason)),
+            }
+        }
+        Err(InferenceError::Session(
+            "no execution provider could run the model".into(),
+        ))
+    }
+
+    fn build_session(
+        environment: &ort::environment::Environment,
+        bytes: &[u8],
+        provider: Provider,
+        options: &SessionOptions,
+        domain: Option<Arc<ort::operator::OperatorDomain>>,
+    ) -> Result<Session, String> {
+        let build = || -> Result<Session, String> {
+            let mut builder = Session::builder(environment).map_err(|e| e.to_string())?;
+            if let Some(domain) = domain.clone() {
+                builder = builder.with_operators(domain).map_err(|e| e.to_string())?;
+            }
+            builder = builder
+                .with_intra_threads(options.threads.max(1))
+                .map_err(|e| e.to_string())?;
+            if provider != Provider::Cpu {
+                builder = builder
+                    .with_execution_providers([dispatch(provider, options)])
+                    .map_err(|e| format!("{} provider unavailable: {e}", provider.name()))?;
+            }
+            builder.commit_from_memory(bytes).map_err(|e| e.to_string())
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+            .unwrap_or_else(|_| Err("ONNX Runtime panicked".into()))
+    }
+
+    /// One short run so the first real generation doesn't pay for lazy initialisation.
+    fn warm_up(&mut self) -> Result<(), InferenceError> {
+        let length = self.card.length.multiple_of * 4;
+        let tokens = vec![self.card.vocab.mask_id; length.min(self.card.length.max)];
+        let mut out = Vec::new();
+        self.logits(&tokens, &mut out)
+    }
+
+    /// Logits `[tokens.len(), vocab]` into `out` (cleared first).
+    pub fn logits(&mut self, tokens: &[TokenId], out: &mut Vec<f32>) -> Result<(), InferenceError> {
+        let length = tokens.len();
+        if length == 0
+            || length % self.card.length.multiple_of != 0
+            || length > self.card.length.max
+        {
+            return Err(InferenceError::Run(format!(
+                "{length} tokens: the model takes a multiple of {} up to {}",
+                self.card.length.multiple_of, self.card.length.max
+            )));
+        }
+        if self.input.len() != length {
+            self.input = ndarray::Array2::zeros((1, length));
+        }
+        for (slot, &token) in self.input.iter_mut().zip(tokens) {
+            *slot = token as i64;
+        }
+        let vocab_size = self.vocab_size;
+        let input = TensorRef::from_array_view(&self.input)
+            .map_err(|e| InferenceError::Run(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs!["tokens" => input])
+            .map_err(|e| InferenceError::Run(e.to_string()))?;
+        let (shape, data) = outputs["logits"]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| InferenceError::Run(e.to_string()))?;
+        if data.len() != length * vocab_size {
+            return Err(InferenceError::Run(format!(
+                "logits of shape {shape:?}, expected [1, {length}, {vocab_size}]"
+            )));
+        }
+        out.clear();
+        out.extend_from_slice(data);
+        Ok(())
+    }
+}
