@@ -1,9 +1,15 @@
 //! `cargo xtask <command>`: build chores that need more than cargo.
 //!
 //! - `demo`: build the `smdim` CLI in release and run the main job.
+//! - `fetch-ort [--platform P] [--wheel FILE]`: the ONNX Runtime library from the PyPI wheel
+//!   (sha256-pinned) into `target/onnxruntime/<platform>/` (see `fetch_ort.rs`).
+//! - `build-ops`: the `smdim::SelectiveScan` custom-op library into `target/ops/`
+//!   (see `build_ops.rs`).
 //!
-//! `fetch-ort` and `build-ops` (inference engine) and `bundle`/`install` (plugin) arrive with
-//! the issues that need them.
+//! `bundle`/`install` (plugin) arrive with the issue that needs them.
+
+mod build_ops;
+mod fetch_ort;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,8 +57,18 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => demo(&root),
+        Some("fetch-ort") => fetch_ort::main(&root, &args[1..]),
+        Some("build-ops") => build_ops::main(&root, &args[1..]),
         None | Some("help") | Some("--help") => {
-            println!("usage: cargo xtask <command>\n\ncommands:\n  demo    build the smdim CLI and run the main job\n  help    this text");
+            println!(
+                "usage: cargo xtask <command>\n\ncommands:\n  \
+                 demo       build the smdim CLI and run the main job\n  \
+                 fetch-ort  [--platform linux|linux-aarch64|windows|macos-arm64] [--wheel FILE]\n             \
+                 the ONNX Runtime {} library from PyPI into target/onnxruntime/<platform>/\n  \
+                 build-ops  the smdim custom-op library into target/ops/\n  \
+                 help       this text",
+                fetch_ort::ORT_VERSION
+            );
             Ok(())
         }
         Some(other) => bail!("unknown xtask command {other:?}; run `cargo xtask help`"),
