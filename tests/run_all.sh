@@ -21,6 +21,9 @@ step "Python venv (model-export/setup_venv.sh)"
 model-export/setup_venv.sh
 PY=model-export/.venv/bin/python
 
+step "ONNX Runtime library from PyPI (cargo xtask fetch-ort)"
+cargo xtask fetch-ort
+
 step "Python lint"
 (cd model-export && .venv/bin/ruff check . && .venv/bin/ruff format --check .)
 

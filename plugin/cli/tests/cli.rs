@@ -89,3 +89,89 @@ fn corrupt_input_is_a_clear_error_not_a_panic() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Banana_3"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn tiny_model() -> String {
+    format!(
+        "{}/../inference/tests/data/tiny.onnx",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn generate_writes_a_phrase() {
+    let out_path = std::env::temp_dir().join(format!("smdim-gen-{}.mid", std::process::id()));
+    let out = smdim()
+        .args([
+            "generate",
+            "--bars",
+            "2",
+            "--density",
+            "0.5",
+            "--seed",
+            "5",
+            "--key",
+            "D-minor",
+            "--model",
+        ])
+        .arg(tiny_model())
+        .arg("--out")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("provider CPU"), "{text}");
+    assert!(text.contains("in 2 bars of 4/4"), "{text}");
+    let info = smdim().arg("midi-info").arg(&out_path).output().unwrap();
+    assert!(String::from_utf8_lossy(&info.stdout).contains("bars:            2"));
+    std::fs::remove_file(&out_path).unwrap();
+}
+
+#[test]
+fn missing_or_broken_runtime_library_is_a_clear_error() {
+    let garbage = std::env::temp_dir().join(format!("smdim-libort-{}.so", std::process::id()));
+    std::fs::write(&garbage, b"this is not a shared library").unwrap();
+    for (library, expected) in [
+        (
+            std::path::PathBuf::from("/nonexistent/libonnxruntime.so"),
+            "ONNX Runtime library not found",
+        ),
+        (garbage.clone(), "could not be loaded"),
+    ] {
+        let out = smdim()
+            .args(["generate", "--bars", "1", "--out", "/dev/null", "--model"])
+            .arg(tiny_model())
+            .env("SMDIM_ORT_LIBRARY", &library)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(expected), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    std::fs::remove_file(&garbage).unwrap();
+}
+
+#[test]
+fn missing_model_is_a_clear_error() {
+    let out = smdim()
+        .args([
+            "generate",
+            "--out",
+            "/dev/null",
+            "--model",
+            "/nonexistent/model.onnx",
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/model.onnx"), "{err}");
+}

@@ -1,0 +1,246 @@
+//! End to end with the tiny test model (plugin/inference/tests/data, exported by
+//! model-export in seconds) and the ONNX Runtime library from `cargo xtask fetch-ort`.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smdim_engine::codec::decode;
+use smdim_engine::midi_file::{read_smf, write_smf, WriteOptions};
+use smdim_engine::Vocabulary;
+use smdim_inference::{
+    generate, Denoiser, GenerationSettings, Generator, InferenceError, ModelSource, Phase,
+    Provider, ProviderChoice, SessionOptions,
+};
+
+fn tiny() -> ModelSource {
+    ModelSource::from_onnx_path(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.onnx"),
+    )
+}
+
+fn load(native_scan: bool) -> Denoiser {
+    let options = SessionOptions {
+        native_scan,
+        threads: 1,
+        ..Default::default()
+    };
+    Denoiser::load(&tiny(), &options)
+        .unwrap_or_else(|e| panic!("{e} (run `cargo xtask fetch-ort` first)"))
+}
+
+/// Fits the tiny model's 64-token limit.
+fn small_settings(seed: u64) -> GenerationSettings {
+    GenerationSettings {
+        bars: 2,
+        density: 0.5,
+        seed,
+        steps: Some(12),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn generates_valid_midi_deterministically() {
+    let mut denoiser = load(true);
+    assert_eq!(denoiser.provider, Provider::Cpu);
+    let never = AtomicBool::new(false);
+    let mut progress = Vec::new();
+    let a = generate(&mut denoiser, &small_settings(7), &never, |done, total| {
+        progress.push((done, total))
+    })
+    .unwrap();
+    assert_eq!(progress.len(), 12);
+    assert_eq!(progress.last(), Some(&(12, 12)));
+    let b = generate(&mut denoiser, &small_settings(7), &never, |_, _| {}).unwrap();
+    let c = generate(&mut denoiser, &small_settings(8), &never, |_, _| {}).unwrap();
+    assert_eq!(a.tokens, b.tokens, "same seed, same phrase");
+    assert_eq!(a.phrase, b.phrase);
+    assert_ne!(a.tokens, c.tokens, "another seed, another phrase");
+
+    let vocab = Vocabulary::remi_v1();
+    assert_eq!(decode(vocab, &a.tokens).report.skipped(), 0);
+    assert_eq!(a.phrase.bars, 2);
+    assert!(!a.phrase.notes.is_empty());
+    assert!(a.phrase.notes.iter().all(|n| (48..=84).contains(&n.pitch)));
+    let bytes = write_smf(&a.phrase, &WriteOptions::default()).unwrap();
+    assert_eq!(
+        read_smf(&bytes).unwrap().phrase.notes.len(),
+        a.phrase.notes.len()
+    );
+}
+
+#[test]
+fn native_scan_matches_the_onnx_fallback() {
+    let mut native = load(true);
+    let mut fallback = load(false);
+    let vocab = Vocabulary::remi_v1();
+    let tokens: Vec<u32> = (0..64u32)
+        .map(|i| (i * 37 + 5) % vocab.len() as u32)
+        .collect();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    native.logits(&tokens, &mut a).unwrap();
+    fallback.logits(&tokens, &mut b).unwrap();
+    let max_err = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(max_err < 1e-4, "max abs logit difference {max_err}");
+    let never = AtomicBool::new(false);
+    for seed in 0..3 {
+        let x = generate(&mut native, &small_settings(seed), &never, |_, _| {}).unwrap();
+        let y = generate(&mut fallback, &small_settings(seed), &never, |_, _| {}).unwrap();
+        assert_eq!(x.tokens, y.tokens);
+    }
+}
+
+#[test]
+fn bad_lengths_and_requests_are_errors() {
+    let mut denoiser = load(true);
+    let mut out = Vec::new();
+    assert!(
+        denoiser.logits(&[3; 6], &mut out).is_err(),
+        "not a multiple of 4"
+    );
+    assert!(
+        denoiser.logits(&[3; 68], &mut out).is_err(),
+        "longer than the model takes"
+    );
+    assert!(denoiser.logits(&[], &mut out).is_err());
+    let never = AtomicBool::new(false);
+    let too_long = GenerationSettings {
+        bars: 16,
+        density: 4.0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        generate(&mut denoiser, &too_long, &never, |_, _| {}),
+        Err(InferenceError::Plan(_))
+    ));
+    let bad_key = GenerationSettings {
+        key: Some("Q-minor".into()),
+        ..small_settings(1)
+    };
+    assert!(generate(&mut denoiser, &bad_key, &never, |_, _| {}).is_err());
+}
+
+#[test]
+fn corrupt_or_mismatched_models_are_errors() {
+    let dir = std::env::temp_dir().join(format!("smdim-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let card = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.card.json"),
+    )
+    .unwrap();
+    let onnx =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.onnx"))
+            .unwrap();
+    let options = SessionOptions {
+        threads: 1,
+        ..Default::default()
+    };
+
+    let garbage = ModelSource::Memory {
+        onnx: Arc::from(&b"not an onnx file at all"[..]),
+        card_json: Arc::from(card.as_str()),
+    };
+    assert!(matches!(
+        Denoiser::load(&garbage, &options),
+        Err(InferenceError::Session(_))
+    ));
+    let truncated = ModelSource::Memory {
+        onnx: Arc::from(&onnx[..onnx.len() / 2]),
+        card_json: Arc::from(card.as_str()),
+    };
+    assert!(Denoiser::load(&truncated, &options).is_err());
+    let wrong_vocab = card.replace("531cf610", "00000000");
+    let mismatched = ModelSource::Memory {
+        onnx: Arc::from(onnx.as_slice()),
+        card_json: Arc::from(wrong_vocab.as_str()),
+    };
+    assert!(matches!(
+        Denoiser::load(&mismatched, &options),
+        Err(InferenceError::VocabularyMismatch(_))
+    ));
+    let broken_card = ModelSource::Memory {
+        onnx: Arc::from(onnx.as_slice()),
+        card_json: Arc::from("{"),
+    };
+    assert!(matches!(
+        Denoiser::load(&broken_card, &options),
+        Err(InferenceError::Card(_))
+    ));
+    let missing = ModelSource::from_onnx_path(dir.join("nope.onnx"));
+    assert!(matches!(
+        Denoiser::load(&missing, &options),
+        Err(InferenceError::ModelFile { .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unavailable_gpu_providers_fall_back_to_cpu_with_a_reason() {
+    // The CPU build of ONNX Runtime has neither CUDA nor TensorRT.
+    let options = SessionOptions {
+        provider: ProviderChoice::Auto,
+        threads: 1,
+        ..Default::default()
+    };
+    let denoiser = Denoiser::load(&tiny(), &options).unwrap();
+    assert_eq!(denoiser.provider, Provider::Cpu);
+    let skipped: Vec<Provider> = denoiser.fallbacks.iter().map(|(p, _)| *p).collect();
+    assert_eq!(skipped, vec![Provider::TensorRt, Provider::Cuda]);
+    assert!(denoiser.fallbacks.iter().all(|(_, why)| !why.is_empty()));
+}
+
+#[test]
+fn worker_generates_publishes_and_cancels() {
+    let options = SessionOptions {
+        threads: 1,
+        ..Default::default()
+    };
+    let generator = Generator::spawn(tiny(), options).unwrap();
+    let shared = generator.shared().clone();
+    generator.generate(small_settings(3)).unwrap();
+    assert!(generator.wait_idle(Duration::from_secs(60)));
+    let status = shared.status();
+    assert_eq!(status.last_error, None);
+    assert_eq!(status.provider, Some(Provider::Cpu));
+    let phrase = shared
+        .handoff
+        .take()
+        .expect("published for the audio thread");
+    assert_eq!(phrase.phrase.bars, 2);
+    assert_eq!(shared.latest().unwrap().tokens, phrase.tokens);
+    assert!(shared.handoff.take().is_none());
+
+    // A long generation, cancelled once it is running, stops within a step.
+    generator
+        .generate(GenerationSettings {
+            steps: Some(100_000),
+            ..small_settings(4)
+        })
+        .unwrap();
+    let started = std::time::Instant::now();
+    while shared.progress.load(std::sync::atomic::Ordering::Relaxed) == 0.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "generation never started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    generator.cancel();
+    assert!(
+        generator.wait_idle(Duration::from_secs(10)),
+        "cancel did not take effect"
+    );
+    assert_eq!(
+        shared.status().last_error.as_deref(),
+        Some("generation cancelled")
+    );
+    assert_eq!(shared.status().phase, Phase::Idle);
+    assert!(shared.handoff.take().is_none());
+    drop(generator);
+}
