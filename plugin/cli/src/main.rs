@@ -9,6 +9,8 @@ use smdim_engine::codec::{decode, parse_token_text, Encoder};
 use smdim_engine::midi_file::{load_smf, save_smf, WriteOptions};
 use smdim_engine::Vocabulary;
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "smdim",
@@ -38,6 +40,25 @@ enum Command {
     MidiToTokens { file: PathBuf },
     /// Generate a phrase with the diffusion model and write it as a MIDI file.
     Generate(GenerateArgs),
+    /// Print a latency table: native scan kernel vs ONNX Scan fallback (vs PyTorch with --torch).
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Model to time (tests/bench_inference.sh exports one that takes 2,048 tokens).
+    #[arg(long)]
+    model: PathBuf,
+    /// PyTorch timings of the same weights (torch.json from tests/bench/torch_reference.py).
+    #[arg(long)]
+    torch: Option<PathBuf>,
+    #[arg(long, default_value = "256,512,1024,2048", value_delimiter = ',')]
+    lengths: Vec<usize>,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Diffusion steps for whole-sampling runs (default: the model card's).
+    #[arg(long)]
+    steps: Option<u32>,
 }
 
 #[derive(clap::Args)]
@@ -258,6 +279,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Generate(args) => generate(args)?,
+        Command::Bench(args) => bench::run(args)?,
         Command::MidiToTokens { file } => {
             let read = load_smf(&file).with_context(|| format!("reading {}", file.display()))?;
             let (tokens, _) = Encoder::new(vocab).encode(&read.phrase)?;

@@ -1,0 +1,126 @@
+//! `smdim bench`: the inference latency table (figures for the README and issue notes).
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use smdim_engine::sampler::{sample, SamplerSettings, SplitMix64};
+use smdim_engine::Vocabulary;
+use smdim_inference::{generate, Denoiser, GenerationSettings, ModelSource, SessionOptions};
+
+use crate::BenchArgs;
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Peak resident memory of this process so far (Linux), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+struct Timing {
+    forward: Duration,
+    sampling: Duration,
+}
+
+fn time_model(denoiser: &mut Denoiser, length: usize, steps: u32) -> Result<Timing> {
+    let vocab = Vocabulary::remi_v1();
+    let mut rng = SplitMix64::new(length as u64);
+    let tokens: Vec<u32> = (0..length).map(|_| (rng.next_u64() % vocab.len() as u64) as u32).collect();
+    let mut out = Vec::new();
+    denoiser.logits(&tokens, &mut out)?;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        denoiser.logits(&tokens, &mut out)?;
+        times.push(started.elapsed());
+    }
+    let settings = SamplerSettings { steps, seed: 1, ..Default::default() };
+    let mut logits = |t: &[u32], o: &mut Vec<f32>| denoiser.logits(t, o);
+    let started = Instant::now();
+    sample(vocab, &mut logits, &vec![vocab.mask_id(); length], &settings, None, &AtomicBool::new(false), |_, _| {})
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Timing { forward: median(times), sampling: started.elapsed() })
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let torch: Option<serde_json::Value> = match &args.torch {
+        Some(path) => Some(serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)?),
+        None => None,
+    };
+    let source = ModelSource::from_onnx_path(&args.model);
+    let load = |native_scan| {
+        let options = SessionOptions { native_scan, threads: args.threads, ..Default::default() };
+        Denoiser::load(&source, &options)
+    };
+    let mut native = load(true)?;
+    let mut fallback = load(false)?;
+    let steps = args.steps.unwrap_or(native.card.sampler.default_steps);
+    println!(
+        "model {} ({} parameters), {} thread(s), {} steps, provider {}\n",
+        args.model.display(),
+        native.card.params.map_or("?".into(), |p| p.to_string()),
+        args.threads,
+        steps,
+        native.provider
+    );
+    println!("| tokens | forward, native scan | forward, ONNX Scan | scan gain | native tokens/s | sampling, native | sampling, ONNX Scan | sampling, PyTorch eager | Rust vs PyTorch |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &length in &args.lengths {
+        if length > native.card.length.max {
+            println!("| {length} | (model takes at most {}) |||||||", native.card.length.max);
+            continue;
+        }
+        let a = time_model(&mut native, length, steps)?;
+        let b = time_model(&mut fallback, length, steps)?;
+        let torch_ms = torch
+            .as_ref()
+            .and_then(|t| t["lengths"][length.to_string()]["phrase_ms"].as_f64());
+        println!(
+            "| {length} | {:.1} ms | {:.1} ms | {:.1}x | {:.0} | {:.0} ms | {:.0} ms | {} | {} |",
+            ms(a.forward),
+            ms(b.forward),
+            ms(b.forward) / ms(a.forward),
+            length as f64 / a.forward.as_secs_f64(),
+            ms(a.sampling),
+            ms(b.sampling),
+            torch_ms.map_or("-".into(), |t| format!("{t:.0} ms")),
+            torch_ms.map_or("-".into(), |t| format!("{:.1}x", t / ms(a.sampling))),
+        );
+    }
+    drop((native, fallback));
+
+    if let Some(path) = smdim_inference::model::default_model_path() {
+        println!("\nshipped model {}: 8-bar phrase at default settings (constrained sampling), median of 3 seeds", path.display());
+        for native_scan in [true, false] {
+            let options = SessionOptions { native_scan, threads: args.threads, ..Default::default() };
+            let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(&path), &options)?;
+            let mut times = Vec::new();
+            let mut tokens = 0;
+            for seed in 0..3 {
+                let settings = GenerationSettings { seed, ..Default::default() };
+                let generated = generate(&mut denoiser, &settings, &AtomicBool::new(false), |_, _| {})?;
+                tokens = generated.tokens.len();
+                times.push(generated.elapsed);
+            }
+            println!(
+                "  {}: {:.0} ms for {tokens} tokens",
+                if native_scan { "native scan" } else { "ONNX Scan fallback" },
+                ms(median(times))
+            );
+        }
+    }
+    if let Some(peak) = peak_rss_mib() {
+        println!("\npeak RSS of this process: {peak:.0} MiB");
+    }
+    Ok(())
+}
