@@ -86,7 +86,7 @@ fn exp_f32<M: Mad>(x: f32) -> f32 {
     p = M::mad(p, r, 8.333_452e-3);
     p = M::mad(p, r, 4.166_579_6e-2);
     p = M::mad(p, r, 1.666_666_5e-1);
-    p = M::mad(p, r, 5.000_000_1e-1);
+    p = M::mad(p, r, 0.5);
     let e = M::mad(p, r * r, r) + 1.0;
     let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
     let res = e * scale;
@@ -106,7 +106,7 @@ pub(crate) fn exp_portable(x: f32) -> f32 {
 /// Sum with a fixed 8-lane tree for multiples of 8 (vector adds), in order otherwise.
 #[inline(always)]
 fn hsum<const N: usize>(v: &[f32; N]) -> f32 {
-    if N >= 8 && N % 8 == 0 {
+    if N >= 8 && N.is_multiple_of(8) {
         let mut acc = [0.0f32; 8];
         for ch in v.chunks_exact(8) {
             for i in 0..8 {
@@ -304,6 +304,12 @@ impl<'a> Prepared<'a> {
                 };
             }
             match state {
+                // No state at all: only the skip term.
+                0 => {
+                    for (yt, &xt) in y.iter_mut().zip(x) {
+                        *yt = dskip * xt;
+                    }
+                }
                 4 => fixed!(4),
                 8 => fixed!(8),
                 16 => fixed!(16),

@@ -24,6 +24,9 @@
 
 mod kernel;
 mod op;
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_common;
 
 pub use op::{operator_domain, SelectiveScan, SelectiveScanKernel};
 
@@ -126,6 +129,7 @@ impl From<ScanError> for ort::Error {
 }
 
 /// Checks every slice length against `dims`.
+#[allow(clippy::too_many_arguments)]
 pub fn check_lengths(
     x: &[f32],
     delta: &[f32],

@@ -281,6 +281,8 @@ mod tests {
 
     #[test]
     fn guard_turns_panics_into_errors() {
+        // ort::Error lives in ONNX Runtime (an OrtStatus): this needs the library.
+        crate::test_common::environment();
         let r: ort::Result<()> = guard("test", || panic!("boom {}", 7));
         let msg = r.unwrap_err().to_string();
         assert!(msg.contains("boom 7"), "{msg}");
