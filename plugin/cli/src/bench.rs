@@ -35,7 +35,9 @@ struct Timing {
 fn time_model(denoiser: &mut Denoiser, length: usize, steps: u32) -> Result<Timing> {
     let vocab = Vocabulary::remi_v1();
     let mut rng = SplitMix64::new(length as u64);
-    let tokens: Vec<u32> = (0..length).map(|_| (rng.next_u64() % vocab.len() as u64) as u32).collect();
+    let tokens: Vec<u32> = (0..length)
+        .map(|_| (rng.next_u64() % vocab.len() as u64) as u32)
+        .collect();
     let mut out = Vec::new();
     denoiser.logits(&tokens, &mut out)?;
     let mut times = Vec::new();
@@ -44,22 +46,44 @@ fn time_model(denoiser: &mut Denoiser, length: usize, steps: u32) -> Result<Timi
         denoiser.logits(&tokens, &mut out)?;
         times.push(started.elapsed());
     }
-    let settings = SamplerSettings { steps, seed: 1, ..Default::default() };
+    let settings = SamplerSettings {
+        steps,
+        seed: 1,
+        ..Default::default()
+    };
     let mut logits = |t: &[u32], o: &mut Vec<f32>| denoiser.logits(t, o);
     let started = Instant::now();
-    sample(vocab, &mut logits, &vec![vocab.mask_id(); length], &settings, None, &AtomicBool::new(false), |_, _| {})
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Timing { forward: median(times), sampling: started.elapsed() })
+    sample(
+        vocab,
+        &mut logits,
+        &vec![vocab.mask_id(); length],
+        &settings,
+        None,
+        &AtomicBool::new(false),
+        |_, _| {},
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Timing {
+        forward: median(times),
+        sampling: started.elapsed(),
+    })
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let torch: Option<serde_json::Value> = match &args.torch {
-        Some(path) => Some(serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)?),
+        Some(path) => Some(serde_json::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?),
         None => None,
     };
     let source = ModelSource::from_onnx_path(&args.model);
     let load = |native_scan| {
-        let options = SessionOptions { native_scan, threads: args.threads, ..Default::default() };
+        let options = SessionOptions {
+            native_scan,
+            threads: args.threads,
+            ..Default::default()
+        };
         Denoiser::load(&source, &options)
     };
     let mut native = load(true)?;
@@ -77,7 +101,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &length in &args.lengths {
         if length > native.card.length.max {
-            println!("| {length} | (model takes at most {}) |||||||", native.card.length.max);
+            println!(
+                "| {length} | (model takes at most {}) |||||||",
+                native.card.length.max
+            );
             continue;
         }
         let a = time_model(&mut native, length, steps)?;
@@ -102,19 +129,31 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(path) = smdim_inference::model::default_model_path() {
         println!("\nshipped model {}: 8-bar phrase at default settings (constrained sampling), median of 3 seeds", path.display());
         for native_scan in [true, false] {
-            let options = SessionOptions { native_scan, threads: args.threads, ..Default::default() };
+            let options = SessionOptions {
+                native_scan,
+                threads: args.threads,
+                ..Default::default()
+            };
             let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(&path), &options)?;
             let mut times = Vec::new();
             let mut tokens = 0;
             for seed in 0..3 {
-                let settings = GenerationSettings { seed, ..Default::default() };
-                let generated = generate(&mut denoiser, &settings, &AtomicBool::new(false), |_, _| {})?;
+                let settings = GenerationSettings {
+                    seed,
+                    ..Default::default()
+                };
+                let generated =
+                    generate(&mut denoiser, &settings, &AtomicBool::new(false), |_, _| {})?;
                 tokens = generated.tokens.len();
                 times.push(generated.elapsed);
             }
             println!(
                 "  {}: {:.0} ms for {tokens} tokens",
-                if native_scan { "native scan" } else { "ONNX Scan fallback" },
+                if native_scan {
+                    "native scan"
+                } else {
+                    "ONNX Scan fallback"
+                },
                 ms(median(times))
             );
         }

@@ -24,7 +24,7 @@
 use serde::Serialize;
 
 use crate::error::EncodeError;
-use crate::phrase::{Note, Phrase, TimeSignature, DEFAULT_VELOCITY, MAX_BARS, PPQ};
+use crate::phrase::{Note, Phrase, TimeSignature, DEFAULT_VELOCITY, MAX_BARS};
 use crate::vocab::{Token, TokenId, Vocabulary, POSITIONS_PER_BEAT};
 
 /// Why a token was skipped while decoding.
@@ -365,14 +365,4 @@ pub fn parse_token_text(vocab: &Vocabulary, text: &str) -> Result<Vec<TokenId>, 
                 .ok_or_else(|| EncodeError::UnknownToken(t.to_owned())),
         })
         .collect()
-}
-
-/// Ticks of one bar-relative position step for a meter (exposed for the sampler's grammar).
-pub fn position_ticks(ts: TimeSignature) -> u32 {
-    ts.beat_ticks() / POSITIONS_PER_BEAT
-}
-
-/// Quarter notes → ticks, for callers holding host positions.
-pub fn quarters_to_ticks(quarters: f64) -> f64 {
-    quarters * PPQ as f64
 }

@@ -14,8 +14,6 @@ pub enum VocabError {
     Duplicate(String),
     #[error("vocabulary lacks the required token {0}")]
     Missing(&'static str),
-    #[error("token {0:?} is not in the vocabulary")]
-    NotInVocabulary(String),
 }
 
 #[derive(Debug, Error)]

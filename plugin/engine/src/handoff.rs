@@ -62,7 +62,9 @@ mod tests {
     fn newest_wins_and_retired_items_are_dropped_elsewhere() {
         let handoff = PhraseHandoff::default();
         assert!(handoff.publish(Arc::new(1)).is_none());
-        let replaced = handoff.publish(Arc::new(2)).expect("the unconsumed one comes back");
+        let replaced = handoff
+            .publish(Arc::new(2))
+            .expect("the unconsumed one comes back");
         assert_eq!(*replaced, 1);
         let taken = handoff.take().unwrap();
         assert_eq!(*taken, 2);
@@ -75,6 +77,9 @@ mod tests {
         for i in 0..RETIRE_CAPACITY {
             handoff.retire(Arc::new(i as i32)).unwrap();
         }
-        assert!(handoff.retire(Arc::new(99)).is_err(), "a full queue hands the item back");
+        assert!(
+            handoff.retire(Arc::new(99)).is_err(),
+            "a full queue hands the item back"
+        );
     }
 }

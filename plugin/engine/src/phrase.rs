@@ -162,14 +162,14 @@ impl Phrase {
     /// like 6/8), the base elsewhere.
     pub fn shape_velocities(&mut self, base: u8, accent: u8) {
         let ts = self.time_signature;
-        let compound = ts.denominator == 8 && ts.numerator % 3 == 0 && ts.numerator > 3;
+        let compound = ts.denominator == 8 && ts.numerator.is_multiple_of(3) && ts.numerator > 3;
         let main_beat = ts.beat_ticks() * if compound { 3 } else { 1 };
         let bar = ts.bar_ticks();
         for note in &mut self.notes {
             let in_bar = note.start % bar;
             let lift = if in_bar == 0 {
                 accent
-            } else if in_bar % main_beat == 0 {
+            } else if in_bar.is_multiple_of(main_beat) {
                 accent / 2
             } else {
                 0

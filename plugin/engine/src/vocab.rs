@@ -200,17 +200,4 @@ impl Vocabulary {
     pub fn bar_id(&self) -> TokenId {
         self.id_of("Bar_None").expect("checked in from_json")
     }
-
-    /// Ids of all tokens for which `keep` is true, in id order.
-    pub fn ids_where(&self, mut keep: impl FnMut(&Token) -> bool) -> Vec<TokenId> {
-        (0..self.tokens.len() as TokenId)
-            .filter(|&id| keep(&self.tokens[id as usize]))
-            .collect()
-    }
-
-    /// Id of a token string, or a clear error naming it.
-    pub fn require(&self, text: &str) -> Result<TokenId, VocabError> {
-        self.id_of(text)
-            .ok_or_else(|| VocabError::NotInVocabulary(text.to_owned()))
-    }
 }

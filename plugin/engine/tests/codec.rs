@@ -194,7 +194,12 @@ fn phrase_serialises_for_host_state() {
 fn velocities_accent_strong_beats() {
     let mut phrase = Phrase::empty(TimeSignature::new(6, 8).unwrap(), 1);
     for (start, pitch) in [(0, 60), (480, 62), (1440, 64), (1920, 65)] {
-        phrase.notes.push(Note { start, length: 240, pitch, velocity: 1 });
+        phrase.notes.push(Note {
+            start,
+            length: 240,
+            pitch,
+            velocity: 1,
+        });
     }
     phrase.shape_velocities(80, 30);
     let v: Vec<u8> = phrase.notes.iter().map(|n| n.velocity).collect();

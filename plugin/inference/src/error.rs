@@ -28,9 +28,3 @@ pub enum InferenceError {
     #[error("the generation worker has stopped")]
     WorkerGone,
 }
-
-impl InferenceError {
-    pub(crate) fn session(e: impl std::fmt::Display) -> InferenceError {
-        InferenceError::Session(e.to_string())
-    }
-}

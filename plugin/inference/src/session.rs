@@ -1,7 +1,6 @@
 //! An ONNX Runtime session of the denoiser, on the best execution provider that works.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use ort::ep::{self, ExecutionProviderDispatch};
 use ort::session::Session;
@@ -143,17 +142,9 @@ impl Denoiser {
         let vocab = Vocabulary::remi_v1();
         let (bytes, card) = source.load()?;
         card.check_vocabulary(vocab)?;
-        let domain = if options.native_scan {
-            Some(Arc::new(
-                smdim_scan_op::operator_domain().map_err(InferenceError::session)?,
-            ))
-        } else {
-            None
-        };
-
         let mut fallbacks = Vec::new();
         for &provider in options.provider.chain() {
-            match Self::build_session(&environment, &bytes, provider, options, domain.clone()) {
+            match Self::build_session(&environment, &bytes, provider, options) {
                 Ok(session) => {
                     let mut denoiser = Denoiser {
                         session,
@@ -180,11 +171,11 @@ impl Denoiser {
         bytes: &[u8],
         provider: Provider,
         options: &SessionOptions,
-        domain: Option<Arc<ort::operator::OperatorDomain>>,
     ) -> Result<Session, String> {
         let build = || -> Result<Session, String> {
             let mut builder = Session::builder(environment).map_err(|e| e.to_string())?;
-            if let Some(domain) = domain.clone() {
+            if options.native_scan {
+                let domain = smdim_scan_op::operator_domain().map_err(|e| e.to_string())?;
                 builder = builder.with_operators(domain).map_err(|e| e.to_string())?;
             }
             builder = builder
@@ -213,7 +204,7 @@ impl Denoiser {
     pub fn logits(&mut self, tokens: &[TokenId], out: &mut Vec<f32>) -> Result<(), InferenceError> {
         let length = tokens.len();
         if length == 0
-            || length % self.card.length.multiple_of != 0
+            || !length.is_multiple_of(self.card.length.multiple_of)
             || length > self.card.length.max
         {
             return Err(InferenceError::Run(format!(

@@ -14,7 +14,7 @@ const LENGTH: usize = 64;
 const STEPS: u32 = 12;
 const SEEDS: u64 = 6;
 
-fn python_tokens(model: &PathBuf, temperature: f64, top_p: f64) -> Vec<Vec<u32>> {
+fn python_tokens(model: &std::path::Path, temperature: f64, top_p: f64) -> Vec<Vec<u32>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = root.join("model-export/.venv/bin/python");
     assert!(
