@@ -70,10 +70,13 @@ class SplitMix64:
         return float(self.uniforms(1)[0])
 
 
-def banned_ids() -> list[int]:
-    """Tokens the sampler never emits (MASK, BOS, EOS)."""
+def banned_ids(allow_pad: bool = False) -> list[int]:
+    """Tokens the sampler never emits: MASK, BOS, EOS and, unless allowed, PAD. Training windows
+    end in PAD after short pieces, so an unconstrained model scatters PAD; a caller that wants a
+    shorter phrase constrains the grammar instead (the Rust engine does)."""
     v = load_vocab()
-    return [v.id("MASK_None"), v.id("BOS_None"), v.id("EOS_None")]
+    ids = [v.id("MASK_None"), v.id("BOS_None"), v.id("EOS_None")]
+    return ids + ([] if allow_pad else [v.pad_id])
 
 
 def choose(logits_row: np.ndarray, u: float, temperature: float, top_p: float) -> int:
@@ -107,6 +110,7 @@ def sample(
     top_p: float = 1.0,
     fixed: np.ndarray | None = None,
     allowed: np.ndarray | None = None,
+    allow_pad: bool = False,
     mask_id: int | None = None,
 ) -> np.ndarray:
     """Reverse process. `fixed`: int64 [batch, length] with -1 where free (infilling); fixed
@@ -118,7 +122,7 @@ def sample(
     if fixed is not None:
         x = np.where(fixed >= 0, fixed, x).astype(np.int64)
     ban = np.zeros(v.size, dtype=bool)
-    ban[banned_ids()] = True
+    ban[banned_ids(allow_pad)] = True
     if allowed is not None:
         ban |= ~allowed
     rngs = [SplitMix64(seed + r) for r in range(batch)]
