@@ -1,0 +1,162 @@
+import numpy as np
+import pytest
+import torch
+
+from smdim.config import CONFIGS, get_config
+from smdim.diffusion import SplitMix64, choose, corrupt, diffusion_loss, sample, torch_logits_fn
+from smdim.model import Attention, Denoiser, Mamba
+from smdim.tokenizer import load_vocab
+
+
+def test_logits_shape_and_dynamic_length(tiny_model):
+    for L in (4, 32, 64):
+        out = tiny_model(torch.randint(0, 271, (3, L)))
+        assert out.shape == (3, L, 271) and out.dtype == torch.float32
+
+
+def test_architecture_is_smdim(tiny_model):
+    kinds = [type(m) for blk in tiny_model.blocks for m in blk.layers]
+    assert kinds.count(Mamba) == 2 and kinds.count(Attention) == 2
+    base = Denoiser(get_config("tiny-transformer").model)
+    assert not any(isinstance(m, Mamba) for m in base.modules())
+
+
+def test_attention_placement_is_configurable():
+    from dataclasses import replace
+
+    cfg = replace(get_config("tiny").model, attention_blocks=(1,))
+    m = Denoiser(cfg)
+    assert [any(isinstance(x, Attention) for x in b.layers) for b in m.blocks] == [False, True]
+
+
+def test_shipped_configs_fit_the_size_budget():
+    for name in ("default", "large"):
+        n = Denoiser(CONFIGS[name].model).num_params()
+        assert n * 4 < 25e6, (name, n)
+
+
+def test_bidirectional_context():
+    """Changing a late token changes early logits (the attention sees the future)."""
+    torch.manual_seed(0)
+    m = Denoiser(get_config("tiny").model).eval()
+    x = torch.randint(4, 271, (1, 64))
+    y = x.clone()
+    y[0, 60] = (x[0, 60] + 1) % 271
+    with torch.no_grad():
+        assert not torch.allclose(m(x)[0, :8], m(y)[0, :8])
+
+
+def test_corrupt_masks_with_rate_t_over_T():
+    x0 = torch.full((400, 256), 7)
+    xt, mask, t = corrupt(x0, 3, 100, torch.Generator().manual_seed(0))
+    assert ((xt == 3) == mask).all() and (xt[~mask] == 7).all()
+    rate = mask.float().mean(1)
+    assert torch.allclose(rate, t.float() / 100, atol=0.12)
+
+
+def test_loss_only_on_masked_tokens(tiny_model):
+    """Logits at unmasked positions do not affect the loss."""
+    torch.manual_seed(0)
+    x0 = torch.randint(4, 271, (2, 32))
+    gen = torch.Generator().manual_seed(3)
+    xt, mask, _ = corrupt(x0, 3, 1000, torch.Generator().manual_seed(3))
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.logits = torch.zeros(2, 32, 271, requires_grad=True)
+
+        def forward(self, x):
+            return self.logits
+
+    spy = Spy()
+    diffusion_loss(spy, x0, 3, 1000, gen).backward()
+    g = spy.logits.grad.abs().sum(-1)
+    assert (g[~mask] == 0).all() and (g[mask] > 0).all()
+
+
+def test_splitmix_reference_values():
+    r = SplitMix64(0)
+    u = r.uniforms(2)
+    # SplitMix64(0): first outputs 0xe220a8397b1dcdaf, 0x6e789e6aa1b965f4
+    assert u[0] == (0xE220A8397B1DCDAF >> 11) / 2**53
+    assert u[1] == (0x6E789E6AA1B965F4 >> 11) / 2**53
+    r2 = SplitMix64(0)
+    assert [r2.uniform(), r2.uniform()] == list(u)
+
+
+def test_choose_top_p_and_temperature():
+    logits = np.log(np.array([0.5, 0.3, 0.2]))
+    assert choose(logits, 0.0, 1.0, 1.0) == 0
+    assert choose(logits, 0.6, 1.0, 1.0) == 1
+    assert choose(logits, 0.95, 1.0, 1.0) == 2
+    assert choose(logits, 0.95, 1.0, 0.5) == 0  # nucleus = {0}
+    assert choose(logits, 0.95, 1.0, 0.75) == 1  # nucleus = {0, 1}
+    assert choose(logits, 0.99, 0.0, 1.0) == 0  # greedy
+
+
+def _fake_logits(v):
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(v,)).astype(np.float32)
+    calls = []
+
+    def fn(x):
+        calls.append(x.copy())
+        return np.broadcast_to(W, (*x.shape, v)).copy()
+
+    return fn, calls
+
+
+def test_sampler_deterministic_unmasks_everything_and_bans_specials():
+    v = load_vocab()
+    fn, calls = _fake_logits(v.size)
+    a = sample(fn, 64, batch=3, steps=8, seed=5)
+    assert 1 <= len(calls) <= 8
+    masked = [(x == v.mask_id).mean() for x in calls]
+    assert masked[0] == 1.0 and all(m1 > m2 for m1, m2 in zip(masked, masked[1:], strict=False))
+    b = sample(fn, 64, batch=3, steps=8, seed=5)
+    c = sample(fn, 64, batch=3, steps=8, seed=6)
+    assert (a == b).all() and not (a == c).all()
+    assert not np.isin(a, [v.mask_id, v.pad_id, 1, 2]).any()
+
+
+def test_infilling_keeps_fixed_tokens(tiny_model):
+    v = load_vocab()
+    fixed = np.full((2, 32), -1, dtype=np.int64)
+    fixed[:, :8] = [v.bar_id, v.id("TimeSig_4/4"), v.id("Position_0"), v.id("Pitch_60"),
+                    v.id("Duration_1.0.8"), v.id("Position_8"), v.id("Pitch_62"),
+                    v.id("Duration_1.0.8")]
+    fixed[1, 20] = v.pad_id  # even a normally banned token stays when fixed
+    out = sample(torch_logits_fn(tiny_model), 32, batch=2, steps=4, seed=1, fixed=fixed)
+    keep = fixed >= 0
+    assert (out[keep] == fixed[keep]).all()
+    assert (out != v.mask_id).all()
+
+
+def test_sampler_allowed_mask():
+    v = load_vocab()
+    fn, _ = _fake_logits(v.size)
+    allowed = np.zeros(v.size, dtype=bool)
+    allowed[[v.bar_id, v.id("Pitch_60")]] = True
+    out = sample(fn, 16, steps=3, seed=0, allowed=allowed)
+    assert set(np.unique(out)) <= {v.bar_id, v.id("Pitch_60")}
+
+
+@pytest.mark.parametrize("impl", ["native", "chunked"])
+def test_training_step_reduces_loss(impl):
+    from smdim.data import CropSampler, load_tokens
+
+    torch.manual_seed(0)
+    cfg = get_config("tiny").model
+    m = Denoiser(cfg)
+    m.set_scan_impl(impl)
+    x = torch.from_numpy(CropSampler(load_tokens("valid"), 64, seed=0).batch(4))
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    first = None
+    for _ in range(15):
+        loss = diffusion_loss(m, x, 3, 1000, torch.Generator().manual_seed(0))
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.7 * first
