@@ -1,0 +1,92 @@
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from smdim.diffusion import sample, torch_logits_fn
+from smdim.export import (
+    MODELS,
+    count_scan_nodes,
+    export_onnx,
+    ort_logits_fn,
+    ort_session,
+    parity,
+    write_card,
+)
+from smdim.tokenizer import load_vocab
+
+REPO = Path(__file__).resolve().parents[2]
+OPS_LIB = Path(os.environ.get("SMDIM_OPS_LIB", REPO / "target/ops/libsmdim_scan_op.so"))
+SHIPPED = MODELS / "smdim-default.onnx"
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    export_onnx(tiny_model, path)
+    return path
+
+
+def test_graph_interface_and_custom_nodes(exported, tiny_model):
+    m = onnx.load(str(exported))
+    assert [i.name for i in m.graph.input] == ["tokens"]
+    assert [o.name for o in m.graph.output] == ["logits"]
+    assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert min(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert count_scan_nodes(exported) == tiny_model.cfg.n_blocks
+    fn = [f for f in m.functions if (f.domain, f.name) == ("smdim", "SelectiveScan")]
+    assert len(fn) == 1 and any(n.op_type == "Scan" for n in fn[0].node)
+    assert list(fn[0].input) == ["x", "delta", "A", "B", "C", "D"]
+
+
+def test_parity_torch_vs_onnxruntime_function_fallback(exported, tiny_model):
+    assert parity(tiny_model, exported, lengths=(4, 36, 64), batch=3) < 1e-4
+
+
+def test_sampling_through_onnxruntime_matches_torch(exported, tiny_model):
+    sess = ort_session(exported)
+    kw = {"batch": 2, "steps": 6, "seed": 11, "temperature": 0.9, "top_p": 0.95}
+    a = sample(torch_logits_fn(tiny_model), 48, **kw)
+    b = sample(ort_logits_fn(sess), 48, **kw)
+    assert (a == b).all()
+
+
+def test_model_card(exported, tiny_model, tmp_path):
+    from smdim.config import get_config
+
+    card_path = write_card(exported, tiny_model, get_config("tiny"), {"steps": 1}, {"x": 1.0})
+    card = json.loads(card_path.read_text())
+    v = load_vocab()
+    assert card["vocab"]["sha256"] == v.sha256 and card["vocab"]["mask_id"] == v.mask_id
+    assert card["length"]["multiple_of"] == 4 and card["params"] == tiny_model.num_params()
+    assert card["sampler"]["default_steps"] == get_config("tiny").diffusion.sample_steps
+
+
+@pytest.mark.skipif(not OPS_LIB.exists(), reason=f"custom-op library not built ({OPS_LIB})")
+def test_parity_with_rust_custom_op_kernel(exported, tiny_model):
+    sess = ort_session(exported, custom_ops_lib=str(OPS_LIB))
+    toks = torch.randint(0, 271, (2, 64), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = tiny_model(toks).numpy()
+    got = sess.run(["logits"], {"tokens": toks.numpy()})[0]
+    assert np.abs(ref - got).max() < 1e-4
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model yet")
+def test_shipped_model_and_card():
+    import hashlib
+
+    card = json.loads(SHIPPED.with_suffix("").with_suffix(".card.json").read_text())
+    assert SHIPPED.stat().st_size < 25e6
+    assert card["onnx_sha256"] == hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
+    assert card["vocab"]["sha256"] == load_vocab().sha256
+    assert card["metrics"], "the shipped card must carry its evaluation metrics"
+    sess = ort_session(SHIPPED)
+    for b, L in ((1, 8), (2, 256)):
+        out = sess.run(["logits"], {"tokens": np.full((b, L), load_vocab().mask_id)})[0]
+        assert out.shape == (b, L, 271) and np.isfinite(out).all()
