@@ -66,7 +66,10 @@ class Config:
         if m.get("attention_blocks") is not None:
             m["attention_blocks"] = tuple(m["attention_blocks"])
         return Config(
-            d["name"], ModelConfig(**m), TrainConfig(**d["train"]), DiffusionConfig(**d["diffusion"])
+            d["name"],
+            ModelConfig(**m),
+            TrainConfig(**d["train"]),
+            DiffusionConfig(**d["diffusion"]),
         )
 
 
@@ -90,8 +93,11 @@ _LARGE = Config(
 
 def _transformer(base: Config, n_blocks: int) -> Config:
     """Same width and roughly the same parameter count, attention + FFN blocks only."""
-    return replace(base, name=base.name + "-transformer",
-                   model=replace(base.model, kind="transformer", n_blocks=n_blocks))
+    return replace(
+        base,
+        name=base.name + "-transformer",
+        model=replace(base.model, kind="transformer", n_blocks=n_blocks),
+    )
 
 
 CONFIGS: dict[str, Config] = {

@@ -4,7 +4,7 @@
 the repository's vocabulary, splits by piece (hash of the piece id, so the split never depends
 on order or on which other pieces exist), prints statistics and writes
 
-* `data/tokens_v1.npz`   uint16 ids + int64 offsets + per-piece collection/split (committed, a few MB)
+* `data/tokens_v1.npz`   uint16 ids, int64 offsets, per-piece collection and split (committed)
 * `data/manifest_v1.json` collections, licences, split rule, counts
 
 Everything below `load_tokens()` uses numpy only, so training runs where miditok is absent.
@@ -200,8 +200,11 @@ def rebuild(collections: list[str] | None = None) -> dict:
             st["bars"] += int((ids == bar_id).sum())
         st["seconds"] = round(time.time() - t0, 1)
         stats[name] = st
-        print(f"{name:14s} pieces {st['pieces']:6d}  bars {st['bars']:8d}  tokens "
-              f"{st['tokens']:9d}  failed {st['failed']:4d}  ({st['seconds']} s)", flush=True)
+        print(
+            f"{name:14s} pieces {st['pieces']:6d}  bars {st['bars']:8d}  tokens "
+            f"{st['tokens']:9d}  failed {st['failed']:4d}  ({st['seconds']} s)",
+            flush=True,
+        )
 
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
@@ -221,8 +224,11 @@ def rebuild(collections: list[str] | None = None) -> dict:
         "split_rule": "sha1(piece_id)[:8] as int % 100: <90 train, <95 valid, else test",
         "pieces_per_split": split_counts,
         "collections": {
-            n: {**{k: v for k, v in COLLECTIONS[n].items() if k != "dir"},
-                "music21_dir": COLLECTIONS[n]["dir"], **stats[n]}
+            n: {
+                **{k: v for k, v in COLLECTIONS[n].items() if k != "dir"},
+                "music21_dir": COLLECTIONS[n]["dir"],
+                **stats[n],
+            }
             for n in names
         },
         "excluded": {
@@ -275,7 +281,9 @@ class CropSampler:
         pitch = v.pitch_ids()
         self.pitch_lo, self.pitch_hi = min(pitch), max(pitch)
         self.pid_lo = pitch[self.pitch_lo]
-        assert all(pitch[p] == self.pid_lo + p - self.pitch_lo for p in pitch), "Pitch ids contiguous"
+        assert all(pitch[p] == self.pid_lo + p - self.pitch_lo for p in pitch), (
+            "Pitch ids contiguous"
+        )
         self.pid_hi = pitch[self.pitch_hi]
         weights = np.asarray([len(p) for p in self.pieces], dtype=np.float64)
         self.p = weights / weights.sum()
@@ -302,7 +310,9 @@ class CropSampler:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--rebuild", action="store_true", help="reconvert the corpus and rewrite caches")
+    ap.add_argument(
+        "--rebuild", action="store_true", help="reconvert the corpus and rewrite caches"
+    )
     ap.add_argument("--collections", nargs="*", default=None, choices=list(COLLECTIONS))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)

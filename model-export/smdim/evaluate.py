@@ -80,8 +80,12 @@ def oa_piece(notes: list[Note], n_bars: int) -> tuple[float, float] | None:
             continue
         p = np.array([n.pitch for n in w], dtype=float)
         d = np.array([n.dur16 for n in w], dtype=float)
-        dists.append((statistics.NormalDist(p.mean(), p.std() + 1e-6),
-                      statistics.NormalDist(d.mean(), d.std() + 1e-6)))
+        dists.append(
+            (
+                statistics.NormalDist(p.mean(), p.std() + 1e-6),
+                statistics.NormalDist(d.mean(), d.std() + 1e-6),
+            )
+        )
     po = [a[0].overlap(b[0]) for a, b in zip(dists, dists[1:], strict=False)]
     do = [a[1].overlap(b[1]) for a, b in zip(dists, dists[1:], strict=False)]
     return float(np.mean(po)), float(np.mean(do))
@@ -117,8 +121,9 @@ def set_metrics(seqs: np.ndarray, real: list[dict] | None) -> dict:
     m = {
         "n": len(st),
         "pitch_outlier_rate": sum(s.get("outliers", 0) for s in st) / max(notes, 1),
-        "notes_per_onset": float(np.mean([s["notes_per_onset"] for s in st if "notes_per_onset" in s]
-                                         or [0.0])),
+        "notes_per_onset": float(
+            np.mean([s["notes_per_onset"] for s in st if "notes_per_onset" in s] or [0.0])
+        ),
         "empty_bar_rate": sum(s["empty_bars"] for s in st) / max(bars, 1),
         "zero_skip_share": float(np.mean([s["skipped"] == 0 for s in st])),
         "notes_per_seq": notes / len(st),
@@ -133,8 +138,16 @@ def set_metrics(seqs: np.ndarray, real: list[dict] | None) -> dict:
         tp, td = real
         m["oa_pitch_consistency"], m["oa_pitch_variance"] = oa_set_scores(oa_p, tp)
         m["oa_dur_consistency"], m["oa_dur_variance"] = oa_set_scores(oa_d, td)
-        m["oa_mean"] = float(np.mean([m["oa_pitch_consistency"], m["oa_pitch_variance"],
-                                      m["oa_dur_consistency"], m["oa_dur_variance"]]))
+        m["oa_mean"] = float(
+            np.mean(
+                [
+                    m["oa_pitch_consistency"],
+                    m["oa_pitch_variance"],
+                    m["oa_dur_consistency"],
+                    m["oa_dur_variance"],
+                ]
+            )
+        )
     return m
 
 
@@ -169,8 +182,9 @@ def common_valid_loss(model, length: int = 512, batches: int = 8, batch: int = 1
     tot = 0.0
     with torch.no_grad():
         for _ in range(batches):
-            tot += diffusion_loss(model, torch.from_numpy(s.batch(batch)), v.mask_id, 1000,
-                                  gen).item()
+            tot += diffusion_loss(
+                model, torch.from_numpy(s.batch(batch)), v.mask_id, 1000, gen
+            ).item()
     return tot / batches
 
 
@@ -227,14 +241,23 @@ def fmt(x, nd=3):
 
 
 def results_table(rows: dict[str, dict]) -> str:
-    cols = [("OA pitch cons.", "oa_pitch_consistency"), ("OA pitch var.", "oa_pitch_variance"),
-            ("OA dur. cons.", "oa_dur_consistency"), ("OA dur. var.", "oa_dur_variance"),
-            ("OA mean", "oa_mean"), ("pitch outliers", "pitch_outlier_rate"),
-            ("notes/onset", "notes_per_onset"), ("empty bars", "empty_bar_rate"),
-            ("0-skip seqs", "zero_skip_share"), ("notes/seq", "notes_per_seq"),
-            ("val loss@512", "val_loss_512"), ("params", "params"),
-            ("train s", "train_seconds"), ("steps", "train_steps"),
-            ("latency s (256 tok)", "latency_s")]
+    cols = [
+        ("OA pitch cons.", "oa_pitch_consistency"),
+        ("OA pitch var.", "oa_pitch_variance"),
+        ("OA dur. cons.", "oa_dur_consistency"),
+        ("OA dur. var.", "oa_dur_variance"),
+        ("OA mean", "oa_mean"),
+        ("pitch outliers", "pitch_outlier_rate"),
+        ("notes/onset", "notes_per_onset"),
+        ("empty bars", "empty_bar_rate"),
+        ("0-skip seqs", "zero_skip_share"),
+        ("notes/seq", "notes_per_seq"),
+        ("val loss@512", "val_loss_512"),
+        ("params", "params"),
+        ("train s", "train_seconds"),
+        ("steps", "train_steps"),
+        ("latency s (256 tok)", "latency_s"),
+    ]
     head = "| set | n | " + " | ".join(c for c, _ in cols) + " |"
     sep = "|" + "---|" * (len(cols) + 2)
     lines = [head, sep]
@@ -254,10 +277,19 @@ def main(argv=None) -> None:
     from smdim.train import load_final
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--model", action="append", default=[], metavar="NAME=CKPT[:SAMPLES.npy]",
-                    help="a model: checkpoint and (optional) its sample set; repeatable")
-    ap.add_argument("--samples", type=Path, default=None,
-                    help=".npz of sample sets keyed by model name (e.g. from gpu_train.sh)")
+    ap.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=CKPT[:SAMPLES.npy]",
+        help="a model: checkpoint and (optional) its sample set; repeatable",
+    )
+    ap.add_argument(
+        "--samples",
+        type=Path,
+        default=None,
+        help=".npz of sample sets keyed by model name (e.g. from gpu_train.sh)",
+    )
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--length", type=int, default=512)
     ap.add_argument("--steps", type=int, default=32, help="steps for local sampling/latency")
@@ -306,14 +338,18 @@ def main(argv=None) -> None:
     rows["random control"] = set_metrics(random_control(a.n, a.length, 4), T)
 
     table = results_table(rows)
-    metrics = {k: {kk: vv for kk, vv in m.items() if not kk.startswith("_")} for k, m in rows.items()}
+    metrics = {
+        k: {kk: vv for kk, vv in m.items() if not kk.startswith("_")} for k, m in rows.items()
+    }
     a.metrics_json.parent.mkdir(parents=True, exist_ok=True)
     a.metrics_json.write_text(json.dumps(metrics, indent=1, default=float) + "\n")
     if a.mid_from and a.mid_from in sample_sets:
         write_midis(sample_sets[a.mid_from], f"sample_{a.mid_from}")
         write_midis(real_t, "real_test", k=1)
-    piano_roll({**{k: v for k, v in list(sample_sets.items())[:3]}, "real (test)": real_t},
-               DOCS / "pianoroll.png")
+    piano_roll(
+        {**{k: v for k, v in list(sample_sets.items())[:3]}, "real (test)": real_t},
+        DOCS / "pianoroll.png",
+    )
     notes = a.notes.read_text() if a.notes else ""
     text = (
         "# SMDIM results (written by `python -m smdim.evaluate`)\n\n"

@@ -36,7 +36,12 @@ def scan_function() -> onnx.FunctionProto:
     one = helper.make_tensor("one", TensorProto.INT64, [1], [1])
     body = helper.make_graph(
         [
-            mk("Constant", [], ["ax_last"], value=helper.make_tensor("a", TensorProto.INT64, [1], [-1])),
+            mk(
+                "Constant",
+                [],
+                ["ax_last"],
+                value=helper.make_tensor("a", TensorProto.INT64, [1], [-1]),
+            ),
             mk("Constant", [], ["ax1"], value=helper.make_tensor("b", TensorProto.INT64, [1], [1])),
             mk("Unsqueeze", ["dt_t", "ax_last"], ["dt3"]),  # [B, D, 1]
             mk("Mul", ["dt3", "A_in"], ["dtA"]),  # [B, D, N]
@@ -76,16 +81,31 @@ def scan_function() -> onnx.FunctionProto:
         mk("Shape", ["A"], ["As"]),
         mk("Slice", ["As", "one", "two"], ["n"]),  # [N]
         mk("Concat", ["bd", "n"], ["hshape"], axis=0),
-        mk("ConstantOfShape", ["hshape"], ["h0"],
-           value=helper.make_tensor("f", TensorProto.FLOAT, [1], [0.0])),
-        mk("Scan", ["h0", "A", "x", "delta", "B", "C"], ["hT", "AT", "yscan"], body=body,
-           num_scan_inputs=4, scan_input_axes=[2, 2, 2, 2], scan_output_axes=[2]),
+        mk(
+            "ConstantOfShape",
+            ["hshape"],
+            ["h0"],
+            value=helper.make_tensor("f", TensorProto.FLOAT, [1], [0.0]),
+        ),
+        mk(
+            "Scan",
+            ["h0", "A", "x", "delta", "B", "C"],
+            ["hT", "AT", "yscan"],
+            body=body,
+            num_scan_inputs=4,
+            scan_input_axes=[2, 2, 2, 2],
+            scan_output_axes=[2],
+        ),
         mk("Unsqueeze", ["D", "one"], ["D2"]),  # [D, 1]
         mk("Mul", ["D2", "x"], ["Dx"]),
         mk("Add", ["yscan", "Dx"], ["y"]),
     ]
     return helper.make_function(
-        DOMAIN, "SelectiveScan", ["x", "delta", "A", "B", "C", "D"], ["y"], nodes,
+        DOMAIN,
+        "SelectiveScan",
+        ["x", "delta", "A", "B", "C", "D"],
+        ["y"],
+        nodes,
         [helper.make_opsetid("", OPSET)],
     )
 
@@ -140,32 +160,60 @@ def count_scan_nodes(path: Path) -> int:
     return sum(1 for n in m.graph.node if n.domain == DOMAIN and n.op_type == "SelectiveScan")
 
 
-def write_card(onnx_path: Path, model: Denoiser, cfg, summary: dict, metrics: dict | None,
-               extra: dict | None = None) -> Path:
+def write_card(
+    onnx_path: Path,
+    model: Denoiser,
+    cfg,
+    summary: dict,
+    metrics: dict | None,
+    extra: dict | None = None,
+) -> Path:
     v = load_vocab()
-    manifest = json.loads((Path(__file__).resolve().parents[1] / "data" / "manifest_v1.json")
-                          .read_text())
+    manifest = json.loads(
+        (Path(__file__).resolve().parents[1] / "data" / "manifest_v1.json").read_text()
+    )
     card = {
         "name": onnx_path.stem,
         "format": "onnx",
         "opset": OPSET,
-        "custom_ops": {"domain": DOMAIN, "ops": ["SelectiveScan"], "version": 1,
-                       "spec": "model-export/SCAN_OP.md",
-                       "fallback": "model-local ONNX function built on Scan"},
+        "custom_ops": {
+            "domain": DOMAIN,
+            "ops": ["SelectiveScan"],
+            "version": 1,
+            "spec": "model-export/SCAN_OP.md",
+            "fallback": "model-local ONNX function built on Scan",
+        },
         "inputs": {"tokens": {"dtype": "int64", "shape": ["batch", "length"]}},
         "outputs": {"logits": {"dtype": "float32", "shape": ["batch", "length", v.size]}},
-        "vocab": {"file": "vocab/remi_v1.json", "sha256": v.sha256, "size": v.size,
-                  "mask_id": v.mask_id, "pad_id": v.pad_id, "bar_id": v.bar_id,
-                  "never_sample": ["MASK_None", "BOS_None", "EOS_None"]},
-        "length": {"multiple_of": model.cfg.stride, "min": model.cfg.stride,
-                   "max": model.cfg.max_len, "trained": cfg.train.seq_len},
-        "sampler": {"algorithm": "docs/model/SAMPLER.md", "default_steps": cfg.diffusion.sample_steps,
-                    "default_temperature": 1.0, "default_top_p": 1.0},
+        "vocab": {
+            "file": "vocab/remi_v1.json",
+            "sha256": v.sha256,
+            "size": v.size,
+            "mask_id": v.mask_id,
+            "pad_id": v.pad_id,
+            "bar_id": v.bar_id,
+            "never_sample": ["MASK_None", "BOS_None", "EOS_None"],
+        },
+        "length": {
+            "multiple_of": model.cfg.stride,
+            "min": model.cfg.stride,
+            "max": model.cfg.max_len,
+            "trained": cfg.train.seq_len,
+        },
+        "sampler": {
+            "algorithm": "docs/model/SAMPLER.md",
+            "default_steps": cfg.diffusion.sample_steps,
+            "default_temperature": 1.0,
+            "default_top_p": 1.0,
+        },
         "architecture": {k: v_ for k, v_ in cfg.model.__dict__.items()},
         "params": model.num_params(),
-        "training": {**summary, "data": "model-export/data/manifest_v1.json",
-                     "collections": {k: c["licence"] for k, c in manifest["collections"].items()},
-                     "split": manifest["split_rule"]},
+        "training": {
+            **summary,
+            "data": "model-export/data/manifest_v1.json",
+            "collections": {k: c["licence"] for k, c in manifest["collections"].items()},
+            "split": manifest["split_rule"],
+        },
         "metrics": metrics or {},
         "export_date": dt.date.today().isoformat(),
         "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
@@ -178,8 +226,9 @@ def write_card(onnx_path: Path, model: Denoiser, cfg, summary: dict, metrics: di
     return card_path
 
 
-def parity(model: Denoiser, onnx_path: Path, lengths=(64, 256), batch: int = 2,
-           seed: int = 0) -> float:
+def parity(
+    model: Denoiser, onnx_path: Path, lengths=(64, 256), batch: int = 2, seed: int = 0
+) -> float:
     """Max abs logit difference torch vs onnxruntime (Scan fallback) over random tokens."""
     sess = ort_session(onnx_path)
     g = torch.Generator().manual_seed(seed)
@@ -208,8 +257,10 @@ def main(argv=None) -> None:
     err = parity(model, a.out)
     metrics = json.loads(a.metrics.read_text()) if a.metrics else None
     card = write_card(a.out, model, cfg, summary, metrics, {"parity_max_abs_logit_err": err})
-    print(f"wrote {a.out} ({a.out.stat().st_size / 1e6:.1f} MB, "
-          f"{count_scan_nodes(a.out)} SelectiveScan nodes), {card}; parity max abs err {err:.2e}")
+    print(
+        f"wrote {a.out} ({a.out.stat().st_size / 1e6:.1f} MB, "
+        f"{count_scan_nodes(a.out)} SelectiveScan nodes), {card}; parity max abs err {err:.2e}"
+    )
     assert err < 1e-4, f"parity failed: {err}"
 
 

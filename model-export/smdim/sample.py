@@ -16,15 +16,34 @@ from smdim.diffusion import sample, torch_logits_fn
 from smdim.train import load_final, pick_device
 
 
-def sample_many(model, n: int, length: int, steps: int, seed: int, batch: int, device,
-                temperature: float = 1.0, top_p: float = 1.0,
-                allow_pad: bool = False) -> tuple[np.ndarray, float]:
+def sample_many(
+    model,
+    n: int,
+    length: int,
+    steps: int,
+    seed: int,
+    batch: int,
+    device,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    allow_pad: bool = False,
+) -> tuple[np.ndarray, float]:
     fn = torch_logits_fn(model, device)
     outs, t0 = [], time.time()
     for i in range(0, n, batch):
         b = min(batch, n - i)
-        outs.append(sample(fn, length, batch=b, steps=steps, seed=seed + i,
-                           temperature=temperature, top_p=top_p, allow_pad=allow_pad))
+        outs.append(
+            sample(
+                fn,
+                length,
+                batch=b,
+                steps=steps,
+                seed=seed + i,
+                temperature=temperature,
+                top_p=top_p,
+                allow_pad=allow_pad,
+            )
+        )
     return np.concatenate(outs).astype(np.uint16), time.time() - t0
 
 
@@ -48,11 +67,21 @@ def main(argv=None) -> None:
     device = pick_device(a.device)
     model, cfg, _ = load_final(a.ckpt, device)
     steps = a.steps or cfg.diffusion.sample_steps
-    toks, secs = sample_many(model, a.n, a.length, steps, a.seed, a.batch, device,
-                             a.temperature, a.top_p, a.allow_pad)
+    toks, secs = sample_many(
+        model, a.n, a.length, steps, a.seed, a.batch, device, a.temperature, a.top_p, a.allow_pad
+    )
     np.save(a.out, toks)
-    info = {"ckpt": str(a.ckpt), "n": a.n, "length": a.length, "steps": steps, "seed": a.seed,
-            "temperature": a.temperature, "top_p": a.top_p, "allow_pad": a.allow_pad, "seconds": round(secs, 1)}
+    info = {
+        "ckpt": str(a.ckpt),
+        "n": a.n,
+        "length": a.length,
+        "steps": steps,
+        "seed": a.seed,
+        "temperature": a.temperature,
+        "top_p": a.top_p,
+        "allow_pad": a.allow_pad,
+        "seconds": round(secs, 1),
+    }
     print(json.dumps(info))
 
 

@@ -88,7 +88,9 @@ def _native():
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     if shutil.which("ninja") is None:
         raise RuntimeError("ninja not found: install it into the venv (setup_venv.sh does)")
-    build = Path(os.environ.get("SMDIM_EXT_DIR", Path(__file__).resolve().parents[1] / "cache" / "ext"))
+    build = Path(
+        os.environ.get("SMDIM_EXT_DIR", Path(__file__).resolve().parents[1] / "cache" / "ext")
+    )
     build.mkdir(parents=True, exist_ok=True)
     return load(
         name="smdim_scan",

@@ -42,7 +42,9 @@ class Vocab:
 
     def pitch_ids(self) -> dict[int, int]:
         """MIDI pitch -> token id for every Pitch_* token."""
-        return {int(t.split("_")[1]): i for i, t in enumerate(self.tokens) if t.startswith("Pitch_")}
+        return {
+            int(t.split("_")[1]): i for i, t in enumerate(self.tokens) if t.startswith("Pitch_")
+        }
 
 
 @lru_cache(maxsize=4)

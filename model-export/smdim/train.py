@@ -64,8 +64,14 @@ def lr_at(cfg: Config, step: int, progress: float) -> float:
     return cfg.train.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def train(cfg: Config, out: Path, device: torch.device, resume: bool = False,
-          fp16_final: bool = False, progress_bar: bool = True) -> dict:
+def train(
+    cfg: Config,
+    out: Path,
+    device: torch.device,
+    resume: bool = False,
+    fp16_final: bool = False,
+    progress_bar: bool = True,
+) -> dict:
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
@@ -78,8 +84,9 @@ def train(cfg: Config, out: Path, device: torch.device, resume: bool = False,
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.99),
-                            weight_decay=cfg.train.weight_decay)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.99), weight_decay=cfg.train.weight_decay
+    )
     amp = device.type == "cuda"
     step, elapsed0 = 0, 0.0
     ckpt_path = out / "ckpt.pt"
@@ -91,8 +98,12 @@ def train(cfg: Config, out: Path, device: torch.device, resume: bool = False,
         step, elapsed0 = ck["step"], ck["elapsed"]
         print(f"resumed {ckpt_path} at step {step}")
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    sampler = CropSampler(load_tokens("train"), cfg.train.seq_len, seed=cfg.train.seed + step,
-                          transpose=cfg.train.transpose)
+    sampler = CropSampler(
+        load_tokens("train"),
+        cfg.train.seq_len,
+        seed=cfg.train.seed + step,
+        transpose=cfg.train.transpose,
+    )
     valid = fixed_valid_batches(cfg, cfg.train.eval_batches)
     T = 1000
     metrics_path = out / "metrics.csv"
@@ -103,14 +114,27 @@ def train(cfg: Config, out: Path, device: torch.device, resume: bool = False,
         writer.writerow(["step", "elapsed_s", "lr", "train_loss", "valid_loss_ema"])
     t0 = time.time()
     limit = cfg.train.time_limit_s
-    bar = tqdm(total=cfg.train.max_steps, initial=step, disable=not progress_bar,
-               desc=cfg.name, mininterval=2.0)
+    bar = tqdm(
+        total=cfg.train.max_steps,
+        initial=step,
+        disable=not progress_bar,
+        desc=cfg.name,
+        mininterval=2.0,
+    )
     running, n_run, last_val = 0.0, 0, float("nan")
 
     def save():
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                    "step": step, "elapsed": elapsed0 + time.time() - t0,
-                    "config": cfg.to_dict()}, ckpt_path)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "opt": opt.state_dict(),
+                "step": step,
+                "elapsed": elapsed0 + time.time() - t0,
+                "config": cfg.to_dict(),
+            },
+            ckpt_path,
+        )
 
     while step < cfg.train.max_steps:
         elapsed = elapsed0 + time.time() - t0
@@ -135,25 +159,46 @@ def train(cfg: Config, out: Path, device: torch.device, resume: bool = False,
         bar.update(1)
         if step % cfg.train.eval_every == 0:
             last_val = valid_loss(ema, valid, v.mask_id, T, device, amp)
-            writer.writerow([step, round(elapsed0 + time.time() - t0, 1), f"{lr:.3g}",
-                             f"{running / n_run:.4f}", f"{last_val:.4f}"])
+            writer.writerow(
+                [
+                    step,
+                    round(elapsed0 + time.time() - t0, 1),
+                    f"{lr:.3g}",
+                    f"{running / n_run:.4f}",
+                    f"{last_val:.4f}",
+                ]
+            )
             mf.flush()
             bar.set_postfix(loss=f"{running / n_run:.3f}", val=f"{last_val:.3f}")
             running, n_run = 0.0, 0
             save()
     bar.close()
     last_val = valid_loss(ema, valid, v.mask_id, T, device, amp)
-    writer.writerow([step, round(elapsed0 + time.time() - t0, 1), f"{lr_at(cfg, step, 1):.3g}",
-                     f"{(running / n_run) if n_run else float('nan'):.4f}", f"{last_val:.4f}"])
+    writer.writerow(
+        [
+            step,
+            round(elapsed0 + time.time() - t0, 1),
+            f"{lr_at(cfg, step, 1):.3g}",
+            f"{(running / n_run) if n_run else float('nan'):.4f}",
+            f"{last_val:.4f}",
+        ]
+    )
     mf.close()
     save()
-    sd = {k: (t.half() if fp16_final and t.is_floating_point() else t)
-          for k, t in ema.state_dict().items()}
+    sd = {
+        k: (t.half() if fp16_final and t.is_floating_point() else t)
+        for k, t in ema.state_dict().items()
+    }
     total = elapsed0 + time.time() - t0
-    summary = {"config": cfg.name, "steps": step, "train_seconds": round(total, 1),
-               "valid_loss_ema": last_val, "params": model.num_params(),
-               "device": torch.cuda.get_device_name() if amp else "cpu",
-               "tokens_seen": step * cfg.train.batch_size * cfg.train.seq_len}
+    summary = {
+        "config": cfg.name,
+        "steps": step,
+        "train_seconds": round(total, 1),
+        "valid_loss_ema": last_val,
+        "params": model.num_params(),
+        "device": torch.cuda.get_device_name() if amp else "cpu",
+        "tokens_seen": step * cfg.train.batch_size * cfg.train.seq_len,
+    }
     torch.save({"ema": sd, "config": cfg.to_dict(), "summary": summary}, out / "final_ema.pt")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
@@ -164,8 +209,9 @@ def load_final(path: Path, device="cpu") -> tuple[Denoiser, Config, dict]:
     ck = torch.load(path, map_location=device)
     cfg = Config.from_dict(ck["config"])
     model = Denoiser(cfg.model)
-    model.load_state_dict({k: t.float() if t.is_floating_point() else t
-                           for k, t in ck["ema"].items()})
+    model.load_state_dict(
+        {k: t.float() if t.is_floating_point() else t for k, t in ck["ema"].items()}
+    )
     return model.to(device).eval(), cfg, ck.get("summary", {})
 
 
@@ -197,8 +243,14 @@ def main(argv=None) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    train(cfg, a.out or RUNS / cfg.name, pick_device(a.device), a.resume, a.fp16_final,
-          not a.no_progress)
+    train(
+        cfg,
+        a.out or RUNS / cfg.name,
+        pick_device(a.device),
+        a.resume,
+        a.fp16_final,
+        not a.no_progress,
+    )
 
 
 if __name__ == "__main__":

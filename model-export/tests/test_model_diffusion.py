@@ -123,9 +123,16 @@ def test_sampler_deterministic_unmasks_everything_and_bans_specials():
 def test_infilling_keeps_fixed_tokens(tiny_model):
     v = load_vocab()
     fixed = np.full((2, 32), -1, dtype=np.int64)
-    fixed[:, :8] = [v.bar_id, v.id("TimeSig_4/4"), v.id("Position_0"), v.id("Pitch_60"),
-                    v.id("Duration_1.0.8"), v.id("Position_8"), v.id("Pitch_62"),
-                    v.id("Duration_1.0.8")]
+    fixed[:, :8] = [
+        v.bar_id,
+        v.id("TimeSig_4/4"),
+        v.id("Position_0"),
+        v.id("Pitch_60"),
+        v.id("Duration_1.0.8"),
+        v.id("Position_8"),
+        v.id("Pitch_62"),
+        v.id("Duration_1.0.8"),
+    ]
     fixed[1, 20] = v.pad_id  # even a normally banned token stays when fixed
     out = sample(torch_logits_fn(tiny_model), 32, batch=2, steps=4, seed=1, fixed=fixed)
     keep = fixed >= 0

@@ -41,8 +41,9 @@ def test_chunked_equals_reference(length):
     yc = selective_scan_chunked(*args)
     assert torch.allclose(yr, yc, atol=1e-10)
     g = torch.randn_like(yr)
-    for a, b in zip(torch.autograd.grad(yr, args, g), torch.autograd.grad(yc, args, g),
-                    strict=True):
+    for a, b in zip(
+        torch.autograd.grad(yr, args, g), torch.autograd.grad(yc, args, g), strict=True
+    ):
         assert torch.allclose(a, b, atol=1e-9)
 
 

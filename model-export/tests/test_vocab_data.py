@@ -1,4 +1,5 @@
 import json
+
 import numpy as np
 import pytest
 
@@ -49,9 +50,18 @@ def test_abc_pipeline_on_two_tunes():
     assert sum(t.startswith("Pitch_") for t in toks) == 8 + 8 + 6 + 3
     assert "Pitch_67" in toks  # G4
     # a three-note chord becomes three Pitch/Duration pairs after one Position
-    assert seqs[1].tokens[:10] == ["Bar_None", "TimeSig_3/4", "Position_0", "Tempo_128.57",
-                                   "Pitch_62", "Duration_1.0.8", "Pitch_66", "Duration_1.0.8",
-                                   "Pitch_69", "Duration_1.0.8"]
+    assert seqs[1].tokens[:10] == [
+        "Bar_None",
+        "TimeSig_3/4",
+        "Position_0",
+        "Tempo_128.57",
+        "Pitch_62",
+        "Duration_1.0.8",
+        "Pitch_66",
+        "Duration_1.0.8",
+        "Pitch_69",
+        "Duration_1.0.8",
+    ]
     assert all(v.tokens[i] == t for i, t in zip(seqs[0].ids, toks, strict=True))
     assert count_ungrammatical(seqs[0].ids) == 0
 
@@ -90,8 +100,10 @@ def test_crop_sampler_transposes_within_range():
 GOLDEN_TPQ = 960  # vocab/golden/*.json give note start/length in ticks of 960 per quarter
 
 
-@pytest.mark.skipif(not GOLDEN.exists() or not list(GOLDEN.glob("*.json")),
-                    reason="no golden vectors in vocab/golden yet")
+@pytest.mark.skipif(
+    not GOLDEN.exists() or not list(GOLDEN.glob("*.json")),
+    reason="no golden vectors in vocab/golden yet",
+)
 def test_golden_vectors_decode_to_expected_notes():
     """The lead's golden token sequences decode with miditok to exactly the expected notes."""
     from smdim.tokenizer import decode
@@ -103,8 +115,11 @@ def test_golden_vectors_decode_to_expected_notes():
         score, skipped = decode([v.id(t) for t in g["tokens"]])
         assert skipped == 0, f.name
         tpq = score.ticks_per_quarter
-        got = sorted((n.time * GOLDEN_TPQ // tpq, n.duration * GOLDEN_TPQ // tpq, n.pitch)
-                     for t in score.tracks for n in t.notes)
+        got = sorted(
+            (n.time * GOLDEN_TPQ // tpq, n.duration * GOLDEN_TPQ // tpq, n.pitch)
+            for t in score.tracks
+            for n in t.notes
+        )
         exp = sorted((e["start"], e["length"], e["pitch"]) for e in g["notes"])
         assert got == exp, f.name
         assert sum(t == "Bar_None" for t in g["tokens"]) == g["bars"], f.name
