@@ -125,6 +125,10 @@ fn hsum<const N: usize>(v: &[f32; N]) -> f32 {
     }
 }
 
+/// Steps per block in [`row_fixed`]: the block's exps are computed first, all independent of
+/// one another (throughput-bound vector code), then the recurrence runs over the block.
+const TIME_BLOCK: usize = 8;
+
 /// One row with the state size known at compile time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -138,22 +142,43 @@ fn row_fixed<const N: usize, M: Mad>(
     y: &mut [f32],
 ) {
     let mut h = [0.0f32; N];
-    let steps = x
-        .iter()
-        .zip(dt)
-        .zip(y.iter_mut())
-        .zip(bt.chunks_exact(N).zip(ct.chunks_exact(N)));
-    for (((&xt, &dtt), yt), (bn, cn)) in steps {
-        let bn: &[f32; N] = bn.try_into().expect("chunks_exact(N)");
-        let cn: &[f32; N] = cn.try_into().expect("chunks_exact(N)");
-        let dx = dtt * xt;
-        let mut prod = [0.0f32; N];
-        for n in 0..N {
-            let decay = exp_f32::<M>(dtt * a[n]);
-            h[n] = M::mad(decay, h[n], dx * bn[n]);
-            prod[n] = h[n] * cn[n];
+    let mut decay = [[0.0f32; N]; TIME_BLOCK];
+    let mut dbx = [[0.0f32; N]; TIME_BLOCK];
+    let blocks = x
+        .chunks(TIME_BLOCK)
+        .zip(dt.chunks(TIME_BLOCK))
+        .zip(y.chunks_mut(TIME_BLOCK))
+        .zip(bt.chunks(TIME_BLOCK * N).zip(ct.chunks(TIME_BLOCK * N)));
+    for (((xs, ds), ys), (bs, cs)) in blocks {
+        // 1. decay = exp(delta A) and delta B x for every step of the block.
+        let prep = xs
+            .iter()
+            .zip(ds)
+            .zip(bs.chunks_exact(N))
+            .zip(decay.iter_mut().zip(dbx.iter_mut()));
+        for (((&xt, &dtt), bn), (dec, u)) in prep {
+            let bn: &[f32; N] = bn.try_into().expect("chunks_exact(N)");
+            let dx = dtt * xt;
+            for n in 0..N {
+                dec[n] = exp_f32::<M>(dtt * a[n]);
+                u[n] = dx * bn[n];
+            }
         }
-        *yt = M::mad(dskip, xt, hsum(&prod));
+        // 2. The recurrence and the read-out.
+        let steps = ys
+            .iter_mut()
+            .zip(xs)
+            .zip(cs.chunks_exact(N))
+            .zip(decay.iter().zip(dbx.iter()));
+        for (((yt, &xt), cn), (dec, u)) in steps {
+            let cn: &[f32; N] = cn.try_into().expect("chunks_exact(N)");
+            let mut prod = [0.0f32; N];
+            for n in 0..N {
+                h[n] = M::mad(dec[n], h[n], u[n]);
+                prod[n] = h[n] * cn[n];
+            }
+            *yt = M::mad(dskip, xt, hsum(&prod));
+        }
     }
 }
 
