@@ -1,0 +1,398 @@
+//! The audio thread: host transport → engine scheduler → note events, merged in time order
+//! with the incoming notes (pass-through). No allocation, no locks, no panics on host data.
+
+use std::borrow::Borrow;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use nice_plug::midi::{Channel, Key, VoiceID};
+use nice_plug::prelude::{NoteEvent, Transport as HostTransport};
+use smdim_engine::phrase::Phrase;
+use smdim_engine::scheduler::{
+    EventBuffer, NoteEventKind, PlaybackMode, Scheduler, SwitchMode, Transport,
+};
+use smdim_inference::Generated;
+
+use crate::session::{Request, Session};
+
+/// A phrase as the scheduler holds it: the generation result, shared with the history.
+pub struct Playing(pub Arc<Generated>);
+
+impl Borrow<Phrase> for Playing {
+    fn borrow(&self) -> &Phrase {
+        &self.0.phrase
+    }
+}
+
+/// The block's transport in the engine's terms. Missing values become values the scheduler
+/// treats as garbage (it then plays nothing and releases what sounds).
+pub fn engine_transport(host: &HostTransport) -> Transport {
+    let pos = host.pos_beats().unwrap_or(f64::NAN);
+    Transport {
+        playing: host.playing,
+        sample_rate: host.sample_rate as f64,
+        tempo: host.tempo.unwrap_or(f64::NAN),
+        pos_beats: pos,
+        bar_start_beats: host.bar_start_pos_beats,
+        bar_number: host.bar_number.map(i64::from),
+        time_sig_numerator: host.time_sig_numerator.unwrap_or(4),
+        time_sig_denominator: host.time_sig_denominator.unwrap_or(4),
+        loop_range: host.loop_range_beats(),
+    }
+}
+
+/// Playback options read from the parameters at the start of each block.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockParams {
+    pub mode: PlaybackMode,
+    /// 0-based.
+    pub channel: u8,
+    pub pass_through: bool,
+    pub generate: bool,
+}
+
+/// Where notes come from and go to: the host's process context, or a test's vectors.
+pub trait NoteIo<S> {
+    /// The next incoming event, in time order.
+    fn next_incoming(&mut self) -> Option<NoteEvent<S>>;
+    fn send(&mut self, event: NoteEvent<S>);
+}
+
+pub struct Audio {
+    scheduler: Scheduler<Playing>,
+    events: EventBuffer,
+    /// A retired phrase the session's retire queue had no room for; retried every block.
+    backlog: Option<Playing>,
+    generate_was_on: bool,
+    /// Channel the sounding notes were sent on.
+    channel: u8,
+}
+
+impl Default for Audio {
+    fn default() -> Self {
+        Audio {
+            scheduler: Scheduler::new(),
+            events: EventBuffer::default(),
+            backlog: None,
+            generate_was_on: false,
+            channel: 0,
+        }
+    }
+}
+
+impl Audio {
+    /// After activation: remember the trigger's level so a saved "on" does not fire.
+    pub fn reset(&mut self, generate_on: bool) {
+        self.generate_was_on = generate_on;
+    }
+
+    fn retire(&mut self, session: &Session, phrase: Playing) {
+        if let Err(phrase) = session.inbox.retire(phrase.0) {
+            // Only reachable when the queue is full; the scheduler waits for this slot.
+            self.backlog = Some(Playing(phrase));
+        }
+    }
+
+    /// Note-offs for everything sounding, at sample 0 (deactivation, channel change).
+    pub fn release_all<S>(&mut self, io: &mut impl NoteIo<S>) {
+        self.scheduler.release_all(&mut self.events);
+        let channel = self.channel;
+        for event in self.events.as_slice() {
+            io.send(to_note_event(event, channel));
+        }
+        self.events.clear();
+    }
+
+    /// One block. `incoming` yields the host's note events in time order; `send` outputs one.
+    pub fn process<S>(
+        &mut self,
+        session: &Session,
+        transport: &Transport,
+        block_len: u32,
+        params: BlockParams,
+        io: &mut impl NoteIo<S>,
+    ) {
+        if params.generate && !self.generate_was_on {
+            session.request_from_audio(Request::Generate);
+        }
+        self.generate_was_on = params.generate;
+
+        if let Some(phrase) = self.backlog.take() {
+            self.retire(session, phrase);
+        }
+        if let Some(generated) = session.inbox.take() {
+            if let Some(displaced) = self.scheduler.offer(Playing(generated), SwitchMode::NextBar)
+            {
+                self.retire(session, displaced);
+            }
+        }
+        if params.channel != self.channel {
+            self.release_all(io);
+            self.channel = params.channel;
+        }
+        self.scheduler.set_mode(params.mode);
+        self.scheduler.process(transport, block_len, &mut self.events);
+        if self.backlog.is_none() {
+            if let Some(old) = self.scheduler.take_retired() {
+                self.retire(session, old);
+            }
+        }
+
+        // Merge generated and incoming events by time; at equal times incoming notes go first.
+        let mut next_in = io.next_incoming();
+        for event in self.events.as_slice() {
+            loop {
+                match next_in.take() {
+                    Some(e) if e.timing() <= event.sample => {
+                        if params.pass_through {
+                            io.send(e);
+                        }
+                        next_in = io.next_incoming();
+                    }
+                    other => {
+                        next_in = other;
+                        break;
+                    }
+                }
+            }
+            io.send(to_note_event(event, self.channel));
+        }
+        while let Some(e) = next_in {
+            if params.pass_through {
+                io.send(e);
+            }
+            next_in = io.next_incoming();
+        }
+        self.events.clear();
+
+        self.update_view(session, transport);
+    }
+
+    fn update_view(&self, session: &Session, transport: &Transport) {
+        let view = &session.transport;
+        view.blocks.fetch_add(1, Ordering::Relaxed);
+        view.playing.store(transport.playing, Ordering::Relaxed);
+        if transport.tempo.is_finite() {
+            view.tempo.store(transport.tempo, Ordering::Relaxed);
+        }
+        view.numerator
+            .store(transport.time_sig_numerator.clamp(0, 255) as u32, Ordering::Relaxed);
+        view.denominator
+            .store(transport.time_sig_denominator.clamp(0, 255) as u32, Ordering::Relaxed);
+        let playhead = self
+            .scheduler
+            .current()
+            .map(|p| playhead(transport, &p.0.phrase, self.scheduler.mode()))
+            .unwrap_or(-1.0);
+        view.playhead.store(playhead, Ordering::Relaxed);
+    }
+
+    /// Notes sounding now (tests).
+    pub fn sounding(&self) -> usize {
+        self.scheduler.sounding()
+    }
+}
+
+/// Position inside the phrase (quarter notes) for the editor's playhead, or -1.
+fn playhead(transport: &Transport, phrase: &Phrase, mode: PlaybackMode) -> f64 {
+    if !transport.playing || mode == PlaybackMode::Off || !transport.pos_beats.is_finite() {
+        return -1.0;
+    }
+    let n = transport.time_sig_numerator.clamp(1, 32) as f64;
+    let d = transport.time_sig_denominator.clamp(1, 32) as f64;
+    let bar = n * 4.0 / d;
+    let origin = match (transport.bar_start_beats, transport.bar_number) {
+        (Some(start), Some(number)) if start.is_finite() => start - number as f64 * bar,
+        _ => 0.0,
+    };
+    let rel = transport.pos_beats - origin;
+    if !rel.is_finite() {
+        return -1.0;
+    }
+    let bar_index = (rel / bar).floor();
+    let in_bar = rel - bar_index * bar;
+    let len = phrase.bars.max(1) as f64;
+    bar_index.rem_euclid(len) * bar + in_bar
+}
+
+fn to_note_event<S>(event: &smdim_engine::NoteEvent, channel: u8) -> NoteEvent<S> {
+    let key = Key::Number(event.pitch.min(127));
+    let channel = Channel::Number(channel.min(15));
+    match event.kind {
+        NoteEventKind::On => NoteEvent::NoteOn {
+            timing: event.sample,
+            voice_id: VoiceID::Wildcard,
+            channel,
+            key,
+            velocity: event.velocity.min(127) as f32 / 127.0,
+        },
+        NoteEventKind::Off => NoteEvent::NoteOff {
+            timing: event.sample,
+            voice_id: VoiceID::Wildcard,
+            channel,
+            key,
+            velocity: 0.0,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smdim_engine::phrase::{Note, TimeSignature};
+    use smdim_inference::{GenerationSettings, Provider};
+    use std::time::Duration;
+
+    fn generated() -> Arc<Generated> {
+        let mut phrase = Phrase::empty(TimeSignature::FOUR_FOUR, 1);
+        for (i, pitch) in [60u8, 64, 67, 72].iter().enumerate() {
+            phrase.notes.push(Note {
+                start: i as u32 * 960,
+                length: 480,
+                pitch: *pitch,
+                velocity: 100,
+            });
+        }
+        Arc::new(Generated {
+            phrase,
+            tokens: vec![],
+            settings: GenerationSettings::default(),
+            steps: 1,
+            provider: Provider::Cpu,
+            elapsed: Duration::ZERO,
+            denoiser_calls: 1,
+        })
+    }
+
+    #[derive(Default)]
+    struct TestIo {
+        /// Reversed: popped from the back.
+        incoming: Vec<NoteEvent<()>>,
+        out: Vec<NoteEvent<()>>,
+    }
+
+    impl NoteIo<()> for TestIo {
+        fn next_incoming(&mut self) -> Option<NoteEvent<()>> {
+            self.incoming.pop()
+        }
+        fn send(&mut self, event: NoteEvent<()>) {
+            self.out.push(event);
+        }
+    }
+
+    fn params() -> BlockParams {
+        BlockParams {
+            mode: PlaybackMode::Loop,
+            channel: 2,
+            pass_through: true,
+            generate: false,
+        }
+    }
+
+    #[test]
+    fn plays_merges_pass_through_and_releases() {
+        let (session, requests) = Session::new();
+        session.adopt(generated());
+        let mut audio = Audio::default();
+        // 120 bpm at 48 kHz: 24,000 samples per quarter; one block of a whole bar.
+        let transport = Transport::playing_at(48_000.0, 120.0, 0.0);
+        let mut io = TestIo::default();
+        io.incoming = vec![
+            NoteEvent::<()>::NoteOn {
+                timing: 30_000,
+                voice_id: VoiceID::Wildcard,
+                channel: Channel::Number(0),
+                key: Key::Number(40),
+                velocity: 0.5,
+            },
+            NoteEvent::<()>::NoteOn {
+                timing: 0,
+                voice_id: VoiceID::Wildcard,
+                channel: Channel::Number(0),
+                key: Key::Number(41),
+                velocity: 0.5,
+            },
+        ];
+        audio.process(&session, &transport, 96_000, params(), &mut io);
+        let out = io.out;
+        let timings: Vec<u32> = out.iter().map(|e| e.timing()).collect();
+        let mut sorted = timings.clone();
+        sorted.sort();
+        assert_eq!(timings, sorted, "events go out in time order");
+        let ons: Vec<(u32, u8)> = out
+            .iter()
+            .filter_map(|e| match e {
+                NoteEvent::NoteOn {
+                    timing,
+                    key: Key::Number(k),
+                    channel: Channel::Number(2),
+                    ..
+                } => Some((*timing, *k)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ons, vec![(0, 60), (24_000, 64), (48_000, 67), (72_000, 72)]);
+        assert_eq!(out.len(), 8 + 2, "4 ons, 4 offs, 2 passed through");
+        assert_eq!(audio.sounding(), 0);
+        assert!(requests.try_recv().is_err(), "no generation requested");
+
+        // The trigger's rising edge asks the controller, once.
+        let mut p = params();
+        p.generate = true;
+        let t2 = Transport::playing_at(48_000.0, 120.0, 4.0);
+        audio.process(&session, &t2, 64, p, &mut TestIo::default());
+        let t3 = Transport::playing_at(48_000.0, 120.0, 4.0 + 64.0 / 24_000.0);
+        audio.process(&session, &t3, 64, p, &mut TestIo::default());
+        assert_eq!(requests.try_recv(), Ok(Request::Generate));
+        assert!(requests.try_recv().is_err());
+        assert!(session.transport.playhead.load(Ordering::Relaxed) >= 0.0);
+    }
+
+    #[test]
+    fn channel_change_releases_on_the_old_channel() {
+        let (session, _requests) = Session::new();
+        session.adopt(generated());
+        let mut audio = Audio::default();
+        let transport = Transport::playing_at(48_000.0, 120.0, 0.0);
+        audio.process(&session, &transport, 100, params(), &mut TestIo::default());
+        assert_eq!(audio.sounding(), 1);
+        let mut io = TestIo::default();
+        let mut p = params();
+        p.channel = 5;
+        let t2 = Transport::playing_at(48_000.0, 120.0, 100.0 / 24_000.0);
+        audio.process(&session, &t2, 100, p, &mut io);
+        assert!(matches!(
+            io.out[0],
+            NoteEvent::NoteOff {
+                channel: Channel::Number(2),
+                key: Key::Number(60),
+                ..
+            }
+        ));
+        assert_eq!(audio.sounding(), 0);
+    }
+
+    #[test]
+    fn garbage_transport_is_silent() {
+        let (session, _requests) = Session::new();
+        session.adopt(generated());
+        let mut audio = Audio::default();
+        for (tempo, pos, sr) in [
+            (f64::NAN, 0.0, 48_000.0),
+            (0.0, 0.0, 48_000.0),
+            (120.0, 1e12, 48_000.0),
+            (1e9, 0.0, 48_000.0),
+            (120.0, f64::INFINITY, 48_000.0),
+            (120.0, 0.0, 0.0),
+        ] {
+            let mut t = Transport::playing_at(sr, tempo, pos);
+            t.bar_start_beats = Some(f64::NAN);
+            t.bar_number = Some(i64::MIN);
+            t.time_sig_numerator = -3;
+            t.time_sig_denominator = 0;
+            let mut io = TestIo::default();
+            audio.process(&session, &t, 512, params(), &mut io);
+            assert!(io.out.is_empty(), "tempo {tempo} pos {pos} sr {sr}");
+        }
+    }
+}

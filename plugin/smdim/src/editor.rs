@@ -1,0 +1,375 @@
+//! The egui editor: piano roll with bar lines and the host playhead, Generate / Variation /
+//! Cancel, undo/redo through the history, progress, provider and timing, errors, Export .mid,
+//! the generation parameters, and a placeholder for drag-and-drop (a later issue).
+//!
+//! It never blocks on the generator: everything it shows comes from [`Session`] snapshots,
+//! and every action is a request to the controller thread.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nice_plug::prelude::*;
+use egui::{Color32, Pos2, Rect, Sense, Stroke, Vec2};
+use nice_plug::editor::dpi::LogicalSize;
+use nice_plug_egui::widgets::ParamSlider;
+use nice_plug_egui::{create_egui_editor, EguiNiceSettings, NiceEguiApp, RepaintNotifier};
+use nice_plug::context::gui::GuiContext;
+use smdim_engine::phrase::PPQ;
+use smdim_inference::Phase;
+
+use crate::export;
+use crate::model;
+use crate::params::SmdimParams;
+use crate::session::{Request, Session};
+
+pub const GENERATE_LABEL: &str = "Generate";
+
+pub struct SmdimEditor {
+    params: Arc<SmdimParams>,
+    session: Arc<Session>,
+    gui: Option<GuiContext>,
+    egui_ctx: Option<egui::Context>,
+    export_message: Option<Result<String, String>>,
+    preloaded: bool,
+}
+
+pub fn create(
+    params: Arc<SmdimParams>,
+    session: Arc<Session>,
+) -> Option<nice_plug_egui::EguiEditor<SmdimEditor>> {
+    let settings = EguiNiceSettings::new()
+        .with_tile("SMDIM")
+        .with_resize_hint(ResizeHint::resizable().with_min_logical_size(LogicalSize::new(560.0, 360.0)))
+        .with_repaint_poll_interval(Duration::from_millis(16));
+    create_egui_editor(
+        params.editor_state.clone(),
+        RepaintNotifier::new(),
+        settings,
+        SmdimEditor {
+            params,
+            session,
+            gui: None,
+            egui_ctx: None,
+            export_message: None,
+            preloaded: false,
+        },
+    )
+}
+
+fn note_name(pitch: u8) -> String {
+    const NAMES: [&str; 12] = [
+        "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
+    ];
+    format!("{}{}", NAMES[pitch as usize % 12], pitch as i32 / 12 - 1)
+}
+
+impl SmdimEditor {
+    fn piano_roll(&self, ui: &mut egui::Ui, height: f32) {
+        let width = ui.available_width();
+        let (response, painter) = ui.allocate_painter(Vec2::new(width, height), Sense::hover());
+        let rect = response.rect;
+        painter.rect_filled(rect, 4.0, Color32::from_rgb(24, 26, 32));
+        let Some(current) = self.session.current() else {
+            painter.text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                "No phrase yet: press Generate",
+                egui::FontId::proportional(16.0),
+                Color32::GRAY,
+            );
+            return;
+        };
+        let phrase = &current.phrase;
+        let total = phrase.length_ticks().max(1) as f32;
+        let (lo, hi) = match (phrase.lowest_pitch(), phrase.highest_pitch()) {
+            (Some(lo), Some(hi)) => (lo.saturating_sub(2), hi.saturating_add(2).min(127)),
+            _ => (48, 84),
+        };
+        let rows = (hi - lo + 1) as f32;
+        let x_of = |tick: f32| rect.left() + tick / total * rect.width();
+        let y_of = |pitch: u8| rect.bottom() - (pitch - lo + 1) as f32 / rows * rect.height();
+        // Beat and bar lines.
+        let ts = phrase.time_signature;
+        let beat = ts.beat_ticks();
+        let bar = ts.bar_ticks();
+        let mut tick = 0;
+        while tick <= phrase.length_ticks() {
+            let strong = tick % bar == 0;
+            let color = if strong {
+                Color32::from_gray(120)
+            } else {
+                Color32::from_gray(55)
+            };
+            let x = x_of(tick as f32);
+            painter.line_segment(
+                [Pos2::new(x, rect.top()), Pos2::new(x, rect.bottom())],
+                Stroke::new(if strong { 1.5 } else { 0.5 }, color),
+            );
+            if strong && tick < phrase.length_ticks() {
+                painter.text(
+                    Pos2::new(x + 3.0, rect.top() + 2.0),
+                    egui::Align2::LEFT_TOP,
+                    format!("{}", tick / bar + 1),
+                    egui::FontId::monospace(11.0),
+                    Color32::from_gray(160),
+                );
+            }
+            tick += beat.max(1);
+        }
+        // C rows.
+        for pitch in lo..=hi {
+            if pitch % 12 == 0 {
+                let y = y_of(pitch) + rect.height() / rows;
+                painter.text(
+                    Pos2::new(rect.left() + 2.0, y),
+                    egui::Align2::LEFT_BOTTOM,
+                    note_name(pitch),
+                    egui::FontId::monospace(10.0),
+                    Color32::from_gray(130),
+                );
+            }
+        }
+        for note in &phrase.notes {
+            let x0 = x_of(note.start as f32);
+            let x1 = x_of(note.end() as f32).max(x0 + 2.0);
+            let y0 = y_of(note.pitch);
+            let h = (rect.height() / rows).max(2.0);
+            let v = note.velocity as f32 / 127.0;
+            let color = Color32::from_rgb(
+                (90.0 + 140.0 * v) as u8,
+                (140.0 + 60.0 * v) as u8,
+                230,
+            );
+            painter.rect_filled(
+                Rect::from_min_max(Pos2::new(x0, y0), Pos2::new(x1, y0 + h - 1.0)),
+                2.0,
+                color,
+            );
+        }
+        let playhead = self.session.transport.playhead.load(Ordering::Relaxed);
+        if playhead >= 0.0 {
+            let x = x_of((playhead * PPQ as f64) as f32);
+            painter.line_segment(
+                [Pos2::new(x, rect.top()), Pos2::new(x, rect.bottom())],
+                Stroke::new(2.0, Color32::from_rgb(255, 200, 60)),
+            );
+        }
+    }
+
+    fn status_line(&self, ui: &mut egui::Ui) {
+        let status = self.session.status();
+        let current = self.session.current();
+        ui.horizontal_wrapped(|ui| {
+            let provider = status
+                .as_ref()
+                .and_then(|s| s.provider)
+                .map_or("not loaded yet", |p| p.name());
+            ui.label(format!("Provider: {provider}"));
+            ui.separator();
+            match status.as_ref().and_then(|s| s.last_elapsed) {
+                Some(t) => ui.label(format!("Last generation: {:.2} s", t.as_secs_f64())),
+                None => ui.label("Last generation: -"),
+            };
+            if let Some(current) = &current {
+                ui.separator();
+                ui.label(format!(
+                    "{} bars, {} notes, seed {}, {} steps",
+                    current.phrase.bars,
+                    current.phrase.notes.len(),
+                    current.settings.seed,
+                    current.steps
+                ));
+            }
+            ui.separator();
+            let model_note = if model::IS_TEST_MODEL {
+                format!("Model: {} (TEST MODEL: 1-2 bars only)", model::name())
+            } else {
+                format!("Model: {}", model::name())
+            };
+            ui.label(model_note);
+        });
+    }
+
+    fn params_panel(&self, ui: &mut egui::Ui, setter: &ParamSetter) {
+        let p = &self.params;
+        egui::Grid::new("params")
+            .num_columns(4)
+            .spacing([8.0, 4.0])
+            .show(ui, |ui| {
+                ui.label("Bars");
+                ui.add(ParamSlider::for_param(&p.bars, setter));
+                ui.label("Steps");
+                ui.add(ParamSlider::for_param(&p.steps, setter));
+                ui.end_row();
+                ui.label("Temperature");
+                ui.add(ParamSlider::for_param(&p.temperature, setter));
+                ui.label("Density");
+                ui.add(ParamSlider::for_param(&p.density, setter));
+                ui.end_row();
+                ui.label("Lowest");
+                ui.add(ParamSlider::for_param(&p.lowest_pitch, setter));
+                ui.label("Highest");
+                ui.add(ParamSlider::for_param(&p.highest_pitch, setter));
+                ui.end_row();
+                ui.label("Key");
+                ui.add(ParamSlider::for_param(&p.key, setter));
+                ui.label("Scale");
+                ui.add(ParamSlider::for_param(&p.scale, setter));
+                ui.end_row();
+                ui.label("Seed");
+                ui.add(ParamSlider::for_param(&p.seed, setter));
+                ui.label("New seed");
+                ui.add(ParamSlider::for_param(&p.new_seed, setter));
+                ui.end_row();
+                ui.label("Velocity");
+                ui.add(ParamSlider::for_param(&p.velocity, setter));
+                ui.label("Playback");
+                ui.add(ParamSlider::for_param(&p.mode, setter));
+                ui.end_row();
+                ui.label("Channel");
+                ui.add(ParamSlider::for_param(&p.channel, setter));
+                ui.label("Pass-through");
+                ui.add(ParamSlider::for_param(&p.pass_through, setter));
+                ui.end_row();
+            });
+    }
+
+    fn export(&mut self) {
+        let Some(current) = self.session.current() else {
+            return;
+        };
+        let view = &self.session.transport;
+        let channel = (self.params.channel.value() - 1).clamp(0, 15) as u8;
+        self.export_message = Some(match export::export_dir() {
+            Some(dir) => export::export_mid(
+                &current,
+                &dir,
+                view.tempo(),
+                view.time_signature(),
+                channel,
+            )
+            .map(|p| p.display().to_string()),
+            None => Err("no home folder to export into (set SMDIM_EXPORT_DIR)".into()),
+        });
+        if let Some(Err(e)) = &self.export_message {
+            nice_log!("SMDIM export failed: {e}");
+        }
+    }
+}
+
+impl NiceEguiApp for SmdimEditor {
+    fn build(
+        &mut self,
+        egui_ctx: egui::Context,
+        nice_gui_ctx: GuiContext,
+        _frame: &mut nice_plug_egui::Frame,
+    ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
+        self.egui_ctx = Some(egui_ctx);
+        self.gui = Some(nice_gui_ctx);
+        if !self.preloaded {
+            // Opening the editor is the moment to load ONNX Runtime and the model (on the
+            // generator's own thread).
+            self.session.request(Request::Preload);
+            self.preloaded = true;
+        }
+        Ok(())
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
+        let busy = self.session.busy.load(Ordering::SeqCst);
+        let phase = self.session.status().map(|s| s.phase);
+        let generating = busy || matches!(phase, Some(Phase::Generating | Phase::Loading));
+        let playing = self.session.transport.playing.load(Ordering::Relaxed);
+        if generating || playing {
+            ui.ctx().request_repaint();
+        }
+
+        ui.horizontal(|ui| {
+            ui.heading("SMDIM");
+            let generate = ui.add_enabled(
+                !generating,
+                egui::Button::new(GENERATE_LABEL).min_size(Vec2::new(96.0, 28.0)),
+            );
+            if generate.clicked() {
+                self.session.request(Request::Generate);
+            }
+            if ui
+                .add_enabled(
+                    !generating && self.session.current().is_some(),
+                    egui::Button::new("Variation"),
+                )
+                .on_hover_text("Same settings, new seed")
+                .clicked()
+            {
+                self.session.request(Request::Variation);
+            }
+            if ui
+                .add_enabled(generating, egui::Button::new("Cancel"))
+                .clicked()
+            {
+                self.session.request(Request::Cancel);
+            }
+            ui.separator();
+            if ui
+                .add_enabled(self.session.can_undo(), egui::Button::new("Undo"))
+                .clicked()
+            {
+                self.session.step(-1);
+            }
+            if ui
+                .add_enabled(self.session.can_redo(), egui::Button::new("Redo"))
+                .clicked()
+            {
+                self.session.step(1);
+            }
+            ui.separator();
+            if ui
+                .add_enabled(self.session.current().is_some(), egui::Button::new("Export .mid"))
+                .clicked()
+            {
+                self.export();
+            }
+            // The drag-and-drop issue connects this; until then it does nothing.
+            ui.add_enabled(false, egui::Button::new("drag: coming"))
+                .on_disabled_hover_text("Drag the phrase into the DAW: coming in a later version");
+        });
+
+        if generating {
+            let label = match phase {
+                Some(Phase::Loading) => "Loading model…".to_string(),
+                _ => format!(
+                    "Generating… {:.1} s",
+                    self.session.since_request_ms().unwrap_or(0.0) / 1000.0
+                ),
+            };
+            ui.add(
+                egui::ProgressBar::new(self.session.progress())
+                    .show_percentage()
+                    .text(label),
+            );
+        }
+        if let Some(error) = self.session.error() {
+            ui.colored_label(Color32::from_rgb(255, 110, 100), format!("Error: {error}"));
+        }
+        match &self.export_message {
+            Some(Ok(path)) => {
+                ui.label(format!("Exported to {path}"));
+            }
+            Some(Err(e)) => {
+                ui.colored_label(Color32::from_rgb(255, 110, 100), format!("Export failed: {e}"));
+            }
+            None => {}
+        }
+        self.status_line(ui);
+
+        let params_height = 190.0;
+        let roll_height = (ui.available_height() - params_height).max(120.0);
+        self.piano_roll(ui, roll_height);
+        ui.add_space(4.0);
+        if let Some(gui) = self.gui.clone() {
+            let setter = gui.param_setter();
+            self.params_panel(ui, &setter);
+        }
+    }
+}

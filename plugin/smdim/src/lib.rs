@@ -1,0 +1,200 @@
+//! SMDIM, the plugin: a CLAP + VST3 MIDI generator on nice-plug.
+//!
+//! - [`params`]: host-visible parameters (stable ids).
+//! - [`state`]: what is saved in the host project (versioned).
+//! - [`session`]: shared non-audio state and the controller thread that drives generation.
+//! - [`audio`]: the audio thread: transport → scheduler → note events, pass-through.
+//! - [`editor`]: the egui editor.
+//! - [`model`]: the embedded model (build-time switch).
+//! - [`export`]: Export .mid.
+//! - [`alloc_audit`]: counts heap operations inside `process` (read by the host tests).
+//!
+//! Instantiation starts one idle controller thread and loads nothing: ONNX Runtime and the
+//! model load on the generator's worker thread on the first generation or when the editor
+//! opens.
+
+pub mod alloc_audit;
+pub mod audio;
+pub mod editor;
+pub mod export;
+pub mod model;
+pub mod params;
+pub mod session;
+pub mod state;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use nice_plug::prelude::*;
+
+use crate::audio::{engine_transport, Audio, BlockParams, NoteIo};
+use crate::params::SmdimParams;
+use crate::session::{Session, SessionField};
+
+/// CLAP plugin id; never change it (hosts store it in projects).
+pub const CLAP_ID: &str = "org.smdim.smdim";
+/// VST3 class id; never change it.
+pub const VST3_CLASS_ID: [u8; 16] = *b"SMDIMmidiGenV001";
+
+pub struct Smdim {
+    params: Arc<SmdimParams>,
+    session: Arc<Session>,
+    audio: Audio,
+    controller: Option<JoinHandle<()>>,
+}
+
+impl Default for Smdim {
+    fn default() -> Self {
+        let (session, requests) = Session::new();
+        let params = Arc::new(SmdimParams::new(SessionField(session.clone())));
+        let controller =
+            match session::spawn_controller(session.clone(), params.clone(), requests) {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    session.set_error(Some(format!("could not start the controller thread: {e}")));
+                    None
+                }
+            };
+        Smdim {
+            params,
+            session,
+            audio: Audio::default(),
+            controller,
+        }
+    }
+}
+
+impl Drop for Smdim {
+    fn drop(&mut self) {
+        self.session.shutdown();
+        if let Some(handle) = self.controller.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The process context as the audio module's note source and sink.
+struct ContextIo<'a, C>(&'a mut C);
+
+impl<C: ProcessContext<Smdim>> NoteIo<()> for ContextIo<'_, C> {
+    fn next_incoming(&mut self) -> Option<NoteEvent<()>> {
+        self.0.next_event()
+    }
+
+    fn send(&mut self, event: NoteEvent<()>) {
+        // A full host queue drops the event; nothing better is possible on the audio thread.
+        let _ = self.0.try_send_event(event);
+    }
+}
+
+impl Plugin for Smdim {
+    const NAME: &'static str = "SMDIM";
+    const VENDOR: &'static str = "SMDIM project";
+    const URL: &'static str = "https://github.com/smdim/smdim";
+    const EMAIL: &'static str = "smdim@users.noreply.github.com";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    // A silent stereo output: some hosts reject MIDI-only plugins.
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[AudioIOLayout {
+        main_input_channels: None,
+        main_output_channels: NonZeroU32::new(2),
+        ..AudioIOLayout::const_default()
+    }];
+
+    const MIDI_INPUT: MidiConfig = MidiConfig::MidiCCs;
+    const MIDI_OUTPUT: MidiConfig = MidiConfig::MidiCCs;
+    // Must stay false: see ../shared/STACK.md, trap (2) (positions of mid-block transport events).
+    const SAMPLE_ACCURATE_AUTOMATION: bool = false;
+
+    type SysExMessage = ();
+    type BackgroundTask = ();
+    type Editor = nice_plug_egui::EguiEditor<editor::SmdimEditor>;
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(self.params.clone(), self.session.clone())
+    }
+
+    fn activate(
+        &mut self,
+        _audio_io_layout: &AudioIOLayout,
+        _buffer_config: &BufferConfig,
+        _context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        true
+    }
+
+    fn reset(&mut self) {
+        self.audio.reset(self.params.generate.value());
+    }
+
+    fn process(
+        &mut self,
+        buffer: &mut Buffer,
+        _aux: &mut AuxiliaryBuffers,
+        context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        let _scope = alloc_audit::ProcessScope::enter();
+        for channel in buffer.as_slice() {
+            channel.fill(0.0);
+        }
+        let transport = engine_transport(context.transport());
+        let block_len = u32::try_from(buffer.samples()).unwrap_or(u32::MAX);
+        let params = BlockParams {
+            mode: self.params.mode.value().playback(),
+            channel: (self.params.channel.value() - 1).clamp(0, 15) as u8,
+            pass_through: self.params.pass_through.value(),
+            generate: self.params.generate.value(),
+        };
+        self.audio.process(
+            &self.session,
+            &transport,
+            block_len,
+            params,
+            &mut ContextIo(context),
+        );
+        ProcessStatus::KeepAlive
+    }
+
+    fn deactivate(&mut self) {
+        // Nowhere to send note-offs here; the scheduler forgets what sounds and restarts clean.
+        let mut sink = Discard;
+        self.audio.release_all(&mut sink);
+    }
+}
+
+struct Discard;
+
+impl NoteIo<()> for Discard {
+    fn next_incoming(&mut self) -> Option<NoteEvent<()>> {
+        None
+    }
+
+    fn send(&mut self, _event: NoteEvent<()>) {}
+}
+
+impl ClapPlugin for Smdim {
+    const CLAP_ID: &'static str = CLAP_ID;
+    const CLAP_DESCRIPTION: Option<&'static str> =
+        Some("Generates MIDI phrases with a diffusion model and plays them in time with the host");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[
+        ClapFeature::NoteEffect,
+        ClapFeature::Instrument,
+        ClapFeature::Utility,
+    ];
+}
+
+impl Vst3Plugin for Smdim {
+    const VST3_CLASS_ID: [u8; 16] = VST3_CLASS_ID;
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
+        &[Vst3SubCategory::Instrument, Vst3SubCategory::Generator];
+}
+
+nice_export_clap!(Smdim);
+nice_export_vst3!(Smdim);

@@ -1,0 +1,270 @@
+//! The host-visible parameters. Ids are stable: never rename one (projects and automation
+//! refer to them).
+//!
+//! Generation parameters (bars, steps, temperature, density, pitch range, key, scale, seed,
+//! velocity) only shape the *next* generation; the phrase that plays changes only when a new
+//! generation arrives. Playback parameters (mode, MIDI channel, pass-through) act at once.
+
+use std::sync::Arc;
+
+use nice_plug::prelude::*;
+use nice_plug_egui::EguiEditorState;
+use smdim_engine::scheduler::PlaybackMode;
+use smdim_engine::TimeSignature;
+use smdim_inference::GenerationSettings;
+
+use crate::session::SessionField;
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    #[id = "loop"]
+    #[name = "Loop (locked to bars)"]
+    Loop,
+    #[id = "once"]
+    #[name = "Once (from next bar)"]
+    Once,
+    #[id = "off"]
+    #[name = "Off"]
+    Off,
+}
+
+impl Mode {
+    pub fn playback(self) -> PlaybackMode {
+        match self {
+            Mode::Loop => PlaybackMode::Loop,
+            Mode::Once => PlaybackMode::Once,
+            Mode::Off => PlaybackMode::Off,
+        }
+    }
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRoot {
+    #[id = "none"]
+    #[name = "None"]
+    None,
+    #[id = "c"]
+    C,
+    #[id = "c#"]
+    #[name = "C#"]
+    CSharp,
+    #[id = "d"]
+    D,
+    #[id = "d#"]
+    #[name = "D#"]
+    DSharp,
+    #[id = "e"]
+    E,
+    #[id = "f"]
+    F,
+    #[id = "f#"]
+    #[name = "F#"]
+    FSharp,
+    #[id = "g"]
+    G,
+    #[id = "g#"]
+    #[name = "G#"]
+    GSharp,
+    #[id = "a"]
+    A,
+    #[id = "a#"]
+    #[name = "A#"]
+    ASharp,
+    #[id = "b"]
+    B,
+}
+
+impl KeyRoot {
+    fn name(self) -> Option<&'static str> {
+        const NAMES: [&str; 12] = [
+            "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
+        ];
+        match self {
+            KeyRoot::None => None,
+            other => NAMES.get(other as usize - 1).copied(),
+        }
+    }
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleParam {
+    #[id = "major"]
+    Major,
+    #[id = "minor"]
+    Minor,
+    #[id = "harmonic-minor"]
+    #[name = "Harmonic minor"]
+    HarmonicMinor,
+    #[id = "dorian"]
+    Dorian,
+    #[id = "mixolydian"]
+    Mixolydian,
+    #[id = "major-pentatonic"]
+    #[name = "Major pentatonic"]
+    MajorPentatonic,
+    #[id = "minor-pentatonic"]
+    #[name = "Minor pentatonic"]
+    MinorPentatonic,
+}
+
+impl ScaleParam {
+    fn name(self) -> &'static str {
+        match self {
+            ScaleParam::Major => "major",
+            ScaleParam::Minor => "minor",
+            ScaleParam::HarmonicMinor => "harmonic-minor",
+            ScaleParam::Dorian => "dorian",
+            ScaleParam::Mixolydian => "mixolydian",
+            ScaleParam::MajorPentatonic => "major-pentatonic",
+            ScaleParam::MinorPentatonic => "minor-pentatonic",
+        }
+    }
+}
+
+/// Base velocity and accent the velocity scale multiplies.
+pub const BASE_VELOCITY: f32 = 90.0;
+pub const BASE_ACCENT: f32 = 20.0;
+
+#[derive(Params)]
+pub struct SmdimParams {
+    /// The editor's size and zoom (not serialisable in this nice-plug version: not persisted).
+    pub editor_state: Arc<EguiEditorState>,
+    /// Phrase history and the current phrase; see `state.rs`.
+    #[persist = "smdim-state"]
+    pub session: SessionField,
+
+    #[id = "bars"]
+    pub bars: IntParam,
+    #[id = "steps"]
+    pub steps: IntParam,
+    #[id = "temperature"]
+    pub temperature: FloatParam,
+    #[id = "density"]
+    pub density: FloatParam,
+    #[id = "low"]
+    pub lowest_pitch: IntParam,
+    #[id = "high"]
+    pub highest_pitch: IntParam,
+    #[id = "key"]
+    pub key: EnumParam<KeyRoot>,
+    #[id = "scale"]
+    pub scale: EnumParam<ScaleParam>,
+    #[id = "seed"]
+    pub seed: IntParam,
+    #[id = "newseed"]
+    pub new_seed: BoolParam,
+    #[id = "velocity"]
+    pub velocity: FloatParam,
+    #[id = "mode"]
+    pub mode: EnumParam<Mode>,
+    #[id = "channel"]
+    pub channel: IntParam,
+    #[id = "thru"]
+    pub pass_through: BoolParam,
+    /// Rising edge (off → on) requests a generation; map it to a button or automate it.
+    #[id = "generate"]
+    pub generate: BoolParam,
+}
+
+impl SmdimParams {
+    pub fn new(session: SessionField) -> SmdimParams {
+        SmdimParams {
+            editor_state: EguiEditorState::from_size(
+                nice_plug::editor::dpi::LogicalSize::<f64>::new(760.0, 520.0),
+                1.0,
+            ),
+            session,
+            bars: IntParam::new("Bars", 4, IntRange::Linear { min: 1, max: 16 })
+                .with_unit(" bars"),
+            steps: IntParam::new("Diffusion steps", 16, IntRange::Linear { min: 1, max: 128 }),
+            temperature: FloatParam::new(
+                "Temperature",
+                1.0,
+                FloatRange::Linear { min: 0.1, max: 2.0 },
+            )
+            .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            density: FloatParam::new(
+                "Density",
+                1.0,
+                FloatRange::Skewed {
+                    min: 0.25,
+                    max: 4.0,
+                    factor: FloatRange::skew_factor(-1.0),
+                },
+            )
+            .with_unit(" notes/beat")
+            .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            lowest_pitch: IntParam::new("Lowest pitch", 48, IntRange::Linear { min: 0, max: 127 })
+                .with_value_to_string(formatters::v2s_i32_key_formatter())
+                .with_string_to_value(formatters::s2v_i32_key_formatter()),
+            highest_pitch: IntParam::new(
+                "Highest pitch",
+                84,
+                IntRange::Linear { min: 0, max: 127 },
+            )
+            .with_value_to_string(formatters::v2s_i32_key_formatter())
+            .with_string_to_value(formatters::s2v_i32_key_formatter()),
+            key: EnumParam::new("Key", KeyRoot::None),
+            scale: EnumParam::new("Scale", ScaleParam::Major),
+            seed: IntParam::new("Seed", 1, IntRange::Linear { min: 0, max: 999_999 }),
+            new_seed: BoolParam::new("New seed each time", true),
+            velocity: FloatParam::new(
+                "Velocity scale",
+                1.0,
+                FloatRange::Linear { min: 0.1, max: 1.4 },
+            )
+            .with_unit(" %")
+            .with_value_to_string(formatters::v2s_f32_percentage(0))
+            .with_string_to_value(formatters::s2v_f32_percentage()),
+            mode: EnumParam::new("Playback", Mode::Loop),
+            channel: IntParam::new("MIDI channel", 1, IntRange::Linear { min: 1, max: 16 }),
+            pass_through: BoolParam::new("Pass-through", true),
+            generate: BoolParam::new("Generate", false),
+        }
+    }
+
+    /// Generation settings from the current parameter values. `seed` is the seed to use (the
+    /// caller decides between the seed parameter and a fresh one).
+    pub fn settings(&self, seed: u64, time_signature: TimeSignature, tempo: f32) -> GenerationSettings {
+        let (low, high) = (self.lowest_pitch.value(), self.highest_pitch.value());
+        let scale = self.velocity.value().clamp(0.0, 2.0);
+        GenerationSettings {
+            bars: self.bars.value().clamp(1, 16) as u32,
+            time_signature,
+            tempo: if tempo.is_finite() && tempo > 0.0 { tempo } else { 120.0 },
+            steps: Some(self.steps.value().clamp(1, 1000) as u32),
+            temperature: self.temperature.value() as f64,
+            seed,
+            density: self.density.value() as f64,
+            lowest_pitch: low.min(high).clamp(0, 127) as u8,
+            highest_pitch: low.max(high).clamp(0, 127) as u8,
+            key: self
+                .key
+                .value()
+                .name()
+                .map(|root| format!("{root}-{}", self.scale.value().name())),
+            velocity: (BASE_VELOCITY * scale).round().clamp(1.0, 127.0) as u8,
+            accent: (BASE_ACCENT * scale).round().clamp(0.0, 127.0) as u8,
+            ..GenerationSettings::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smdim_engine::sampler::constraints::Key;
+
+    #[test]
+    fn every_key_and_scale_parses() {
+        for root in 1..13 {
+            for scale in 0..7 {
+                let root: KeyRoot = Enum::from_index(root);
+                let scale: ScaleParam = Enum::from_index(scale);
+                let text = format!("{}-{}", root.name().unwrap(), scale.name());
+                assert!(Key::parse(&text).is_some(), "{text}");
+            }
+        }
+        assert_eq!(KeyRoot::None.name(), None);
+    }
+}

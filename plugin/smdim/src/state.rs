@@ -1,0 +1,263 @@
+//! What SMDIM saves in the host project: the phrase history (each entry the phrase with the
+//! settings, tokens and provider that made it) and which entry plays.
+//!
+//! The JSON carries a `version`. [`SavedState::from_json_value`] reads every version this code
+//! has ever written (today: 1) and refuses newer ones with a clear error instead of guessing, so
+//! a project saved by a newer SMDIM keeps its own data untouched in the host and this build
+//! starts empty. Entries are validated on load: phrases are normalised, the history is capped
+//! and the cursor clamped, so a hand-edited or corrupt project can never reach the audio thread
+//! in a state the scheduler does not expect.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use smdim_engine::phrase::{Phrase, MAX_BARS};
+use smdim_inference::Generated;
+
+/// The format this build writes.
+pub const STATE_VERSION: u32 = 1;
+/// Phrases kept for undo/redo (and saved with the project).
+pub const HISTORY_LEN: usize = 8;
+/// Upper bound on notes accepted from a saved project (hostile input).
+pub const MAX_SAVED_NOTES: usize = 20_000;
+
+/// The persisted state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SavedState {
+    pub version: u32,
+    /// Oldest first, at most [`HISTORY_LEN`].
+    pub history: Vec<Arc<Generated>>,
+    /// Index into `history` of the phrase that plays; `None` when nothing was generated yet.
+    pub cursor: Option<usize>,
+}
+
+impl SavedState {
+    pub fn new() -> SavedState {
+        SavedState {
+            version: STATE_VERSION,
+            history: Vec::new(),
+            cursor: None,
+        }
+    }
+
+    /// The phrase that plays.
+    pub fn current(&self) -> Option<&Arc<Generated>> {
+        self.cursor.and_then(|i| self.history.get(i))
+    }
+
+    /// Adds a new phrase after the current one (dropping any redo branch) and makes it current.
+    pub fn push(&mut self, generated: Arc<Generated>) {
+        if let Some(cursor) = self.cursor {
+            self.history.truncate(cursor + 1);
+        } else {
+            self.history.clear();
+        }
+        self.history.push(generated);
+        let excess = self.history.len().saturating_sub(HISTORY_LEN);
+        self.history.drain(..excess);
+        self.cursor = Some(self.history.len() - 1);
+    }
+
+    pub fn can_undo(&self) -> bool {
+        self.cursor.is_some_and(|c| c > 0)
+    }
+
+    pub fn can_redo(&self) -> bool {
+        self.cursor.is_some_and(|c| c + 1 < self.history.len())
+    }
+
+    /// Moves the cursor by `delta` entries; returns the new current phrase if it moved.
+    pub fn step(&mut self, delta: isize) -> Option<Arc<Generated>> {
+        let cursor = self.cursor?;
+        let target = cursor.checked_add_signed(delta)?;
+        if target >= self.history.len() {
+            return None;
+        }
+        self.cursor = Some(target);
+        self.history.get(target).cloned()
+    }
+
+    /// Parses any version this build knows. Never panics.
+    pub fn from_json_value(value: serde_json::Value) -> Result<SavedState, String> {
+        let version = value
+            .get("version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or("saved SMDIM state has no version")?;
+        match version {
+            1 => {
+                let v1: StateV1 = serde_json::from_value(value)
+                    .map_err(|e| format!("saved SMDIM state (version 1) is unreadable: {e}"))?;
+                Ok(v1.into_state())
+            }
+            newer => Err(format!(
+                "this project was saved by a newer SMDIM (state version {newer}; this build reads \
+                 up to {STATE_VERSION}): update SMDIM to load its phrases"
+            )),
+        }
+    }
+
+    pub fn from_json(text: &str) -> Result<SavedState, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("saved SMDIM state is not JSON: {e}"))?;
+        SavedState::from_json_value(value)
+    }
+}
+
+/// Version 1 on disk. Every field but `version` defaults, so partial states load.
+#[derive(Deserialize)]
+struct StateV1 {
+    #[serde(default)]
+    history: Vec<Generated>,
+    #[serde(default)]
+    cursor: Option<usize>,
+}
+
+impl StateV1 {
+    fn into_state(self) -> SavedState {
+        let mut history: Vec<Arc<Generated>> = self
+            .history
+            .into_iter()
+            .filter(|g| g.phrase.notes.len() <= MAX_SAVED_NOTES && g.phrase.bars <= MAX_BARS)
+            .map(|mut g| {
+                g.phrase.normalize();
+                Arc::new(g)
+            })
+            .collect();
+        let excess = history.len().saturating_sub(HISTORY_LEN);
+        history.drain(..excess);
+        let cursor = match (self.cursor, history.len()) {
+            (_, 0) => None,
+            (Some(c), len) => Some(c.saturating_sub(excess).min(len - 1)),
+            (None, len) => Some(len - 1),
+        };
+        SavedState {
+            version: STATE_VERSION,
+            history,
+            cursor,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SavedState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        SavedState::from_json_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A phrase as plain data for tests and tools.
+pub fn phrase_of(state: &SavedState) -> Option<&Phrase> {
+    state.current().map(|g| &g.phrase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smdim_engine::phrase::{Note, TimeSignature};
+    use smdim_inference::{GenerationSettings, Provider};
+    use std::time::Duration;
+
+    fn generated(seed: u64) -> Arc<Generated> {
+        let mut phrase = Phrase::empty(TimeSignature::FOUR_FOUR, 2);
+        phrase.notes.push(Note {
+            start: (seed as u32 % 4) * 960,
+            length: 480,
+            pitch: 60 + seed as u8 % 12,
+            velocity: 100,
+        });
+        Arc::new(Generated {
+            phrase,
+            tokens: vec![4, 5, 6],
+            settings: GenerationSettings {
+                seed,
+                ..Default::default()
+            },
+            steps: 8,
+            provider: Provider::Cpu,
+            elapsed: Duration::from_millis(12),
+            denoiser_calls: 8,
+        })
+    }
+
+    #[test]
+    fn round_trip_is_identical() {
+        let mut state = SavedState::new();
+        for seed in 0..3 {
+            state.push(generated(seed));
+        }
+        state.step(-1);
+        let json = serde_json::to_string(&state).unwrap();
+        let back: SavedState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, state);
+        assert_eq!(back.cursor, Some(1));
+    }
+
+    #[test]
+    fn version_1_fixture_still_loads() {
+        // Written by the first release of the format; must load in every later build.
+        let text = include_str!("../tests/data/state_v1.json");
+        let state = SavedState::from_json(text).unwrap();
+        assert_eq!(state.version, STATE_VERSION);
+        assert_eq!(state.history.len(), 2);
+        assert_eq!(state.cursor, Some(1));
+        let current = state.current().unwrap();
+        assert_eq!(current.settings.seed, 7);
+        assert_eq!(current.phrase.bars, 2);
+        assert_eq!(current.phrase.notes.len(), 3);
+        assert_eq!(current.phrase.notes[0].pitch, 60);
+    }
+
+    #[test]
+    fn partial_and_unknown_fields() {
+        let state = SavedState::from_json(r#"{"version":1,"someday":"a new field"}"#).unwrap();
+        assert!(state.history.is_empty());
+        assert_eq!(state.cursor, None);
+    }
+
+    #[test]
+    fn newer_versions_and_garbage_are_errors_not_panics() {
+        let err = SavedState::from_json(r#"{"version":99,"history":[]}"#).unwrap_err();
+        assert!(err.contains("newer SMDIM"), "{err}");
+        assert!(SavedState::from_json("{").is_err());
+        assert!(SavedState::from_json("[]").is_err());
+        assert!(SavedState::from_json(r#"{"version":1,"history":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn loaded_state_is_sanitised() {
+        let mut state = SavedState::new();
+        for seed in 0..3 {
+            state.push(generated(seed));
+        }
+        let mut value = serde_json::to_value(&state).unwrap();
+        value["cursor"] = serde_json::json!(57);
+        // An unnormalised phrase: note past the end, velocity 0.
+        value["history"][0]["phrase"]["notes"] =
+            serde_json::json!([{"start": 100000, "length": 5, "pitch": 60, "velocity": 0},
+                               {"start": 0, "length": 5, "pitch": 61, "velocity": 0}]);
+        let back = SavedState::from_json_value(value).unwrap();
+        assert_eq!(back.cursor, Some(2));
+        assert!(back.history[0].phrase.is_normalized());
+        assert_eq!(back.history[0].phrase.notes.len(), 1);
+        assert_eq!(back.history[0].phrase.notes[0].velocity, 1);
+    }
+
+    #[test]
+    fn history_is_capped_and_redo_branch_dropped() {
+        let mut state = SavedState::new();
+        for seed in 0..(HISTORY_LEN as u64 + 3) {
+            state.push(generated(seed));
+        }
+        assert_eq!(state.history.len(), HISTORY_LEN);
+        assert_eq!(state.current().unwrap().settings.seed, HISTORY_LEN as u64 + 2);
+        assert!(state.can_undo());
+        assert!(!state.can_redo());
+        state.step(-2).unwrap();
+        assert!(state.can_redo());
+        state.push(generated(100));
+        assert!(!state.can_redo());
+        assert_eq!(state.history.len(), HISTORY_LEN - 1);
+        assert!(state.step(5).is_none());
+        assert!(state.step(-100).is_none());
+    }
+}
