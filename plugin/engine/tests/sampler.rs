@@ -192,7 +192,7 @@ fn fixed_tokens_never_change_and_cancel_stops() {
 
 #[test]
 fn unconstrained_sampling_is_the_plain_reference() {
-    // Without constraints only MASK/BOS/EOS are banned: the random denoiser then produces
+    // Without constraints only MASK/BOS/EOS/PAD are banned: the random denoiser then produces
     // ungrammatical sequences, which is what the constraints exist for.
     let vocab = Vocabulary::remi_v1();
     let initial = vec![vocab.mask_id(); 128];
@@ -207,7 +207,7 @@ fn unconstrained_sampling_is_the_plain_reference() {
         |_, _| {},
     )
     .unwrap();
-    for banned in ["MASK_None", "BOS_None", "EOS_None"] {
+    for banned in ["MASK_None", "BOS_None", "EOS_None", "PAD_None"] {
         assert!(!tokens.contains(&vocab.id_of(banned).unwrap()));
     }
     assert!(decode(vocab, &tokens).report.skipped() > 0);

@@ -5,7 +5,7 @@
 //! below 1/t; if any position is unmasked, the denoiser runs once and each unmasked position, in
 //! ascending order, draws one uniform and picks its token with [`choose`]. Random numbers come
 //! from [`SplitMix64`], seeded with the user's seed, so the same settings, seed and logits give
-//! the same tokens in Python and Rust.
+//! the same tokens in Python and Rust. MASK, BOS, EOS and PAD are never emitted.
 //!
 //! On top of the reference, [`constraints`] masks logits at every choice so the result is
 //! grammatical by construction (exact bar count, positions that never go backwards, pitch range,
@@ -249,7 +249,9 @@ pub fn sample<D: Denoise>(
     let vocab_len = vocab.len();
     let mut x = initial.to_vec();
     let mut static_ban = vec![false; vocab_len];
-    for text in ["MASK_None", "BOS_None", "EOS_None"] {
+    // As the reference (docs/model/SAMPLER.md): never MASK, BOS, EOS or PAD. Training windows
+    // end in PAD after short pieces, so an unconstrained model would scatter it.
+    for text in ["MASK_None", "BOS_None", "EOS_None", "PAD_None"] {
         if let Some(id) = vocab.id_of(text) {
             static_ban[id as usize] = true;
         }
