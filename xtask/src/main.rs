@@ -6,9 +6,13 @@
 //! - `build-ops`: the `smdim::SelectiveScan` custom-op library into `target/ops/`
 //!   (see `build_ops.rs`).
 //!
-//! `bundle`/`install` (plugin) arrive with the issue that needs them.
+//! - `bundle <package> [--release]`: the plugin's CLAP and VST3 bundles with the ONNX Runtime
+//!   library inside/beside them (see `bundle.rs`).
+//! - `install [--clap-dir D] [--vst3-dir D] [--data-dir D]`: copy the bundles to the user's
+//!   plugin folders.
 
 mod build_ops;
+mod bundle;
 mod fetch_ort;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +63,8 @@ fn main() -> Result<()> {
         Some("demo") => demo(&root),
         Some("fetch-ort") => fetch_ort::main(&root, &args[1..]),
         Some("build-ops") => build_ops::main(&root, &args[1..]),
+        Some("bundle") => bundle::bundle(&root, &args[1..]),
+        Some("install") => bundle::install(&root, &args[1..]),
         None | Some("help") | Some("--help") => {
             println!(
                 "usage: cargo xtask <command>\n\ncommands:\n  \
@@ -66,6 +72,8 @@ fn main() -> Result<()> {
                  fetch-ort  [--platform linux|linux-aarch64|windows|macos-arm64] [--wheel FILE]\n             \
                  the ONNX Runtime {} library from PyPI into target/onnxruntime/<platform>/\n  \
                  build-ops  the smdim custom-op library into target/ops/\n  \
+                 bundle     smdim --release: target/bundled/SMDIM.clap and SMDIM.vst3 with ONNX Runtime\n  \
+                 install    [--clap-dir D] [--vst3-dir D] [--data-dir D]: copy the bundles to the plugin folders\n  \
                  help       this text",
                 fetch_ort::ORT_VERSION
             );

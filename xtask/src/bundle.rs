@@ -1,0 +1,173 @@
+//! `cargo xtask bundle <package> [cargo build args]` and `cargo xtask install`.
+//!
+//! `bundle` delegates building and bundling to `nice_plug_xtask` (CLAP + VST3 named by
+//! `bundler.toml`), then puts the ONNX Runtime library where the plugin looks for it (see
+//! `smdim_inference::runtime::candidate_paths`: `<dir of the plugin binary>/onnxruntime/`):
+//!
+//! - `target/bundled/onnxruntime/<lib>` beside `SMDIM.clap` (a CLAP is a single file);
+//! - `target/bundled/SMDIM.vst3/Contents/<arch>-linux/onnxruntime/<lib>` inside the VST3.
+//!
+//! `install [--clap-dir D] [--vst3-dir D] [--data-dir D]` copies both bundles to the user's
+//! plugin folders (`~/.clap`, `~/.vst3` on Linux), the library beside the CLAP, and the library
+//! into the per-user data folder (`$XDG_DATA_HOME/smdim/onnxruntime`) that the plugin also
+//! searches.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::fetch_ort;
+
+/// The plugin crate and its bundle name (must match `bundler.toml`).
+pub const PLUGIN_PACKAGE: &str = "smdim";
+pub const BUNDLE_NAME: &str = "SMDIM";
+
+fn vst3_arch_dir() -> &'static str {
+    if cfg!(target_os = "windows") {
+        "x86_64-win"
+    } else if cfg!(target_os = "macos") {
+        "MacOS"
+    } else if cfg!(target_arch = "aarch64") {
+        "aarch64-linux"
+    } else {
+        "x86_64-linux"
+    }
+}
+
+/// The ONNX Runtime library for this machine, fetched if missing.
+fn ort_library(root: &Path) -> Result<PathBuf> {
+    let platform = fetch_ort::platform(fetch_ort::host_platform()?)?;
+    let path = fetch_ort::library_path(root, platform);
+    if !path.is_file() {
+        eprintln!("ONNX Runtime library missing; running fetch-ort");
+        fetch_ort::main(root, &[])?;
+    }
+    if !path.is_file() {
+        bail!("fetch-ort did not produce {}", path.display());
+    }
+    Ok(path)
+}
+
+fn copy_file(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    // Remove first: overwriting a library a running host has mapped would corrupt it.
+    if to.exists() {
+        std::fs::remove_file(to).with_context(|| format!("removing {}", to.display()))?;
+    }
+    std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            copy_file(&entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn bundled_dir(root: &Path) -> PathBuf {
+    root.join("target/bundled")
+}
+
+pub fn bundle(root: &Path, args: &[String]) -> Result<()> {
+    let mut forwarded = vec!["bundle".to_string()];
+    forwarded.extend(args.iter().cloned());
+    nice_plug_xtask::main_with_args("cargo xtask", forwarded)?;
+    std::env::set_current_dir(root)?;
+
+    let bundled = bundled_dir(root);
+    // nice_plug_xtask also copies a *binary* named like the package as a "standalone" bundle;
+    // ours is the `smdim` CLI of another crate, not a plugin build: remove that copy.
+    let stray = bundled.join(BUNDLE_NAME);
+    if stray.is_file() {
+        std::fs::remove_file(&stray)?;
+    }
+    let clap = bundled.join(format!("{BUNDLE_NAME}.clap"));
+    let vst3 = bundled.join(format!("{BUNDLE_NAME}.vst3"));
+    if !clap.is_file() || !vst3.is_dir() {
+        bail!("bundling did not produce {} and {}", clap.display(), vst3.display());
+    }
+    let library = ort_library(root)?;
+    let name = library.file_name().context("library path has no name")?;
+    let beside_clap = bundled.join("onnxruntime").join(name);
+    copy_file(&library, &beside_clap)?;
+    let in_vst3 = vst3
+        .join("Contents")
+        .join(vst3_arch_dir())
+        .join("onnxruntime")
+        .join(name);
+    copy_file(&library, &in_vst3)?;
+    eprintln!("ONNX Runtime: {} and {}", beside_clap.display(), in_vst3.display());
+    Ok(())
+}
+
+fn home() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .or_else(|| std::env::var_os("USERPROFILE"))
+        .map(PathBuf::from)
+        .context("no HOME folder; pass --clap-dir, --vst3-dir and --data-dir")
+}
+
+fn default_dirs() -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let home = home()?;
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".local/share"))
+        .join("smdim");
+    if cfg!(target_os = "macos") {
+        let plugins = home.join("Library/Audio/Plug-Ins");
+        Ok((plugins.join("CLAP"), plugins.join("VST3"), data))
+    } else if cfg!(target_os = "windows") {
+        let common = std::env::var_os("COMMONPROGRAMFILES")
+            .map(PathBuf::from)
+            .context("COMMONPROGRAMFILES is not set")?;
+        Ok((common.join("CLAP"), common.join("VST3"), data))
+    } else {
+        Ok((home.join(".clap"), home.join(".vst3"), data))
+    }
+}
+
+pub fn install(root: &Path, args: &[String]) -> Result<()> {
+    let (mut clap_dir, mut vst3_dir, mut data_dir) = default_dirs()?;
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).map(PathBuf::from);
+        match (args[i].as_str(), value) {
+            ("--clap-dir", Some(v)) => clap_dir = v,
+            ("--vst3-dir", Some(v)) => vst3_dir = v,
+            ("--data-dir", Some(v)) => data_dir = v,
+            (other, _) => bail!("install: unexpected argument {other:?}"),
+        }
+        i += 2;
+    }
+    let bundled = bundled_dir(root);
+    let clap = bundled.join(format!("{BUNDLE_NAME}.clap"));
+    let vst3 = bundled.join(format!("{BUNDLE_NAME}.vst3"));
+    let runtime = bundled.join("onnxruntime");
+    if !clap.is_file() || !vst3.is_dir() || !runtime.is_dir() {
+        bail!("no bundles in {}: run `cargo xtask bundle smdim --release` first", bundled.display());
+    }
+    copy_file(&clap, &clap_dir.join(format!("{BUNDLE_NAME}.clap")))?;
+    copy_dir(&runtime, &clap_dir.join("onnxruntime"))?;
+    let vst3_target = vst3_dir.join(format!("{BUNDLE_NAME}.vst3"));
+    if vst3_target.exists() {
+        std::fs::remove_dir_all(&vst3_target)
+            .with_context(|| format!("removing the old {}", vst3_target.display()))?;
+    }
+    copy_dir(&vst3, &vst3_target)?;
+    copy_dir(&runtime, &data_dir.join("onnxruntime"))?;
+    println!("installed {}", clap_dir.join(format!("{BUNDLE_NAME}.clap")).display());
+    println!("installed {}", vst3_target.display());
+    println!("ONNX Runtime also in {}", data_dir.join("onnxruntime").display());
+    Ok(())
+}
