@@ -8,7 +8,12 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="${PYTHON:-python3}"
 VENV="$HERE/.venv"
 
-[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV" || {
+    echo "setup_venv.sh: '$PY -m venv' failed (on Debian: apt-get install python3-venv)" >&2
+    exit 1
+  }
+fi
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 
 "${PIP[@]}" --no-deps \

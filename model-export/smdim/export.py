@@ -244,6 +244,39 @@ def parity(
     return worst
 
 
+def parity_with_lib(model: Denoiser, onnx_path: Path, lib: str, L: int = 256) -> float:
+    sess = ort_session(onnx_path, custom_ops_lib=lib)
+    toks = torch.randint(
+        0, model.cfg.vocab_size, (2, L), generator=torch.Generator().manual_seed(3)
+    )
+    with torch.no_grad():
+        ref = model.cpu().eval()(toks).numpy()
+    return float(np.abs(ref - sess.run(["logits"], {"tokens": toks.numpy()})[0]).max())
+
+
+def sampler_latency(
+    onnx_path: Path,
+    length: int,
+    steps: int,
+    threads: int = 2,
+    custom_ops_lib: str | None = None,
+    repeats: int = 3,
+) -> float:
+    """Median seconds for one whole sampled sequence through onnxruntime."""
+    import time
+
+    from smdim.diffusion import sample
+
+    fn = ort_logits_fn(ort_session(onnx_path, threads, custom_ops_lib))
+    sample(fn, length, steps=steps, seed=0)
+    ts = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        sample(fn, length, steps=steps, seed=r + 1)
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
 def main(argv=None) -> None:
     from smdim.train import load_final
 
@@ -251,15 +284,37 @@ def main(argv=None) -> None:
     ap.add_argument("--ckpt", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=MODELS / "smdim-default.onnx")
     ap.add_argument("--metrics", type=Path, default=None, help="JSON of evaluation metrics")
+    ap.add_argument("--steps", type=int, default=None, help="default sampler steps for the card")
+    ap.add_argument(
+        "--ops-lib",
+        type=Path,
+        default=REPO / "target/ops/libsmdim_scan_op.so",
+        help="Rust custom-op library for the latency/parity check, if built",
+    )
     a = ap.parse_args(argv)
+    from dataclasses import replace
+
     model, cfg, summary = load_final(a.ckpt)
+    if a.steps:
+        cfg = replace(cfg, diffusion=replace(cfg.diffusion, sample_steps=a.steps))
     export_onnx(model, a.out)
     err = parity(model, a.out)
     metrics = json.loads(a.metrics.read_text()) if a.metrics else None
-    card = write_card(a.out, model, cfg, summary, metrics, {"parity_max_abs_logit_err": err})
+    steps = cfg.diffusion.sample_steps
+    n_tok = min(256, model.cfg.max_len)
+    lat = {"tokens": n_tok, "steps": steps, "threads": 2}
+    lat["ort_scan_fallback_s"] = sampler_latency(a.out, n_tok, steps)
+    extra = {"parity_max_abs_logit_err": err}
+    if a.ops_lib.exists():
+        lib = str(a.ops_lib)
+        lat["ort_rust_scan_op_s"] = sampler_latency(a.out, n_tok, steps, custom_ops_lib=lib)
+        extra["parity_rust_op_max_abs_logit_err"] = parity_with_lib(model, a.out, lib, n_tok)
+    extra["latency_python_sampler"] = lat
+    card = write_card(a.out, model, cfg, summary, metrics, extra)
     print(
         f"wrote {a.out} ({a.out.stat().st_size / 1e6:.1f} MB, "
-        f"{count_scan_nodes(a.out)} SelectiveScan nodes), {card}; parity max abs err {err:.2e}"
+        f"{count_scan_nodes(a.out)} SelectiveScan nodes), {card}; parity max abs err {err:.2e}; "
+        f"latency {lat}"
     )
     assert err < 1e-4, f"parity failed: {err}"
 
