@@ -3,6 +3,7 @@
 # torch goes in with --no-deps plus exactly the NVIDIA runtime wheels it links (4 GB instead of
 # 5.3 GB; PyPI has no CPU-only Linux torch), then everything else pinned, then this package
 # editable with --no-deps (so pip never pulls torch's full CUDA dependency tree back in).
+# pip warns that torch's cuda-toolkit/triton/cuda-bindings requirements are unmet: intended.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="${PYTHON:-python3}"
@@ -16,7 +17,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 
-"${PIP[@]}" --no-deps \
+"${PIP[@]}" --no-deps --no-compile \
   "torch==2.15.0" \
   "nvidia-cuda-runtime==13.2.86" "nvidia-cublas==13.4.1.3" "nvidia-cusparse==12.7.10.12" \
   "nvidia-nvjitlink==13.2.86" "nvidia-cufft==12.2.0.57" "nvidia-cufile==1.17.1.22" \
