@@ -255,7 +255,8 @@ def results_table(rows: dict[str, dict]) -> str:
         ("val loss@512", "val_loss_512"),
         ("params", "params"),
         ("train s", "train_seconds"),
-        ("steps", "train_steps"),
+        ("train steps", "train_steps"),
+        ("sampler steps", "steps"),
         ("latency s (256 tok)", "latency_s"),
     ]
     head = "| set | n | " + " | ".join(c for c, _ in cols) + " |"
@@ -281,7 +282,7 @@ def main(argv=None) -> None:
         "--model",
         action="append",
         default=[],
-        metavar="NAME=CKPT[:SAMPLES.npy]",
+        metavar="NAME=CKPT[:SAMPLES.npy][@STEPS]",
         help="a model: checkpoint and (optional) its sample set; repeatable",
     )
     ap.add_argument(
@@ -313,6 +314,8 @@ def main(argv=None) -> None:
     sample_sets = {}
     for spec in a.model:
         name, _, rest = spec.partition("=")
+        rest, _, steps = rest.partition("@")
+        steps = int(steps) if steps else a.steps
         ckpt, _, smp = rest.partition(":")
         model, cfg, summary = load_final(Path(ckpt))
         if smp:
@@ -322,7 +325,7 @@ def main(argv=None) -> None:
         else:
             from smdim.sample import sample_many
 
-            seqs, _ = sample_many(model, a.n, a.length, a.steps, 1000, 32, "cpu")
+            seqs, _ = sample_many(model, a.n, a.length, steps, 1000, 32, "cpu")
         seqs = seqs[: a.n].astype(np.int64)
         sample_sets[name] = seqs
         m = set_metrics(seqs, T)
@@ -331,7 +334,8 @@ def main(argv=None) -> None:
         m["train_seconds"] = summary.get("train_seconds")
         m["train_steps"] = summary.get("steps")
         m["device"] = summary.get("device")
-        m["latency_s"] = latency(torch_logits_fn(model), a.latency_length, a.steps)
+        m["latency_s"] = latency(torch_logits_fn(model), a.latency_length, steps)
+        m["steps"] = steps
         rows[name] = m
         print(name, {k: v for k, v in m.items() if not k.startswith("_")}, flush=True)
     rows["shuffled control"] = set_metrics(shuffled_control(real_t, 3), T)
@@ -354,8 +358,8 @@ def main(argv=None) -> None:
     text = (
         "# SMDIM results (written by `python -m smdim.evaluate`)\n\n"
         f"{a.n} sequences of {a.length} tokens per set; reference T = {a.n} held-out test windows "
-        f"({a.length} tokens starting at a bar). Latency: one {a.latency_length}-token sequence, "
-        f"{a.steps} steps, PyTorch eager, {a.threads} CPU threads, median of 3.\n\n"
+        f"({a.length} tokens starting at a bar). Latency: one {a.latency_length}-token sequence at "
+        f"the row's sampler steps, PyTorch eager, {a.threads} CPU threads, median of 3.\n\n"
         f"{table}\n\n"
         "Columns: OA consistency/variance per PAPER.md (1.0 = identical to held-out real music); "
         "pitch outliers = share of notes more than 12 semitones outside the sequence's 5th-95th "
