@@ -50,7 +50,8 @@ fn ort_library(root: &Path) -> Result<PathBuf> {
 
 fn copy_file(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     // Remove first: overwriting a library a running host has mapped would corrupt it.
     if to.exists() {
@@ -95,7 +96,11 @@ pub fn bundle(root: &Path, args: &[String]) -> Result<()> {
     let clap = bundled.join(format!("{BUNDLE_NAME}.clap"));
     let vst3 = bundled.join(format!("{BUNDLE_NAME}.vst3"));
     if !clap.is_file() || !vst3.is_dir() {
-        bail!("bundling did not produce {} and {}", clap.display(), vst3.display());
+        bail!(
+            "bundling did not produce {} and {}",
+            clap.display(),
+            vst3.display()
+        );
     }
     let library = ort_library(root)?;
     let name = library.file_name().context("library path has no name")?;
@@ -107,7 +112,11 @@ pub fn bundle(root: &Path, args: &[String]) -> Result<()> {
         .join("onnxruntime")
         .join(name);
     copy_file(&library, &in_vst3)?;
-    eprintln!("ONNX Runtime: {} and {}", beside_clap.display(), in_vst3.display());
+    eprintln!(
+        "ONNX Runtime: {} and {}",
+        beside_clap.display(),
+        in_vst3.display()
+    );
     Ok(())
 }
 
@@ -155,7 +164,10 @@ pub fn install(root: &Path, args: &[String]) -> Result<()> {
     let vst3 = bundled.join(format!("{BUNDLE_NAME}.vst3"));
     let runtime = bundled.join("onnxruntime");
     if !clap.is_file() || !vst3.is_dir() || !runtime.is_dir() {
-        bail!("no bundles in {}: run `cargo xtask bundle smdim --release` first", bundled.display());
+        bail!(
+            "no bundles in {}: run `cargo xtask bundle smdim --release` first",
+            bundled.display()
+        );
     }
     copy_file(&clap, &clap_dir.join(format!("{BUNDLE_NAME}.clap")))?;
     copy_dir(&runtime, &clap_dir.join("onnxruntime"))?;
@@ -166,8 +178,14 @@ pub fn install(root: &Path, args: &[String]) -> Result<()> {
     }
     copy_dir(&vst3, &vst3_target)?;
     copy_dir(&runtime, &data_dir.join("onnxruntime"))?;
-    println!("installed {}", clap_dir.join(format!("{BUNDLE_NAME}.clap")).display());
+    println!(
+        "installed {}",
+        clap_dir.join(format!("{BUNDLE_NAME}.clap")).display()
+    );
     println!("installed {}", vst3_target.display());
-    println!("ONNX Runtime also in {}", data_dir.join("onnxruntime").display());
+    println!(
+        "ONNX Runtime also in {}",
+        data_dir.join("onnxruntime").display()
+    );
     Ok(())
 }

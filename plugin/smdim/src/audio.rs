@@ -121,7 +121,9 @@ impl Audio {
             self.retire(session, phrase);
         }
         if let Some(generated) = session.inbox.take() {
-            if let Some(displaced) = self.scheduler.offer(Playing(generated), SwitchMode::NextBar)
+            if let Some(displaced) = self
+                .scheduler
+                .offer(Playing(generated), SwitchMode::NextBar)
             {
                 self.retire(session, displaced);
             }
@@ -131,7 +133,8 @@ impl Audio {
             self.channel = params.channel;
         }
         self.scheduler.set_mode(params.mode);
-        self.scheduler.process(transport, block_len, &mut self.events);
+        self.scheduler
+            .process(transport, block_len, &mut self.events);
         if self.backlog.is_none() {
             if let Some(old) = self.scheduler.take_retired() {
                 self.retire(session, old);
@@ -175,10 +178,14 @@ impl Audio {
         if transport.tempo.is_finite() {
             view.tempo.store(transport.tempo, Ordering::Relaxed);
         }
-        view.numerator
-            .store(transport.time_sig_numerator.clamp(0, 255) as u32, Ordering::Relaxed);
-        view.denominator
-            .store(transport.time_sig_denominator.clamp(0, 255) as u32, Ordering::Relaxed);
+        view.numerator.store(
+            transport.time_sig_numerator.clamp(0, 255) as u32,
+            Ordering::Relaxed,
+        );
+        view.denominator.store(
+            transport.time_sig_denominator.clamp(0, 255) as u32,
+            Ordering::Relaxed,
+        );
         let playhead = self
             .scheduler
             .current()

@@ -9,12 +9,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nice_plug::prelude::*;
 use egui::{Color32, Pos2, Rect, Sense, Stroke, Vec2};
+use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::LogicalSize;
+use nice_plug::prelude::*;
 use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{create_egui_editor, EguiNiceSettings, NiceEguiApp, RepaintNotifier};
-use nice_plug::context::gui::GuiContext;
 use smdim_engine::phrase::PPQ;
 use smdim_inference::Phase;
 
@@ -40,7 +40,9 @@ pub fn create(
 ) -> Option<nice_plug_egui::EguiEditor<SmdimEditor>> {
     let settings = EguiNiceSettings::new()
         .with_tile("SMDIM")
-        .with_resize_hint(ResizeHint::resizable().with_min_logical_size(LogicalSize::new(560.0, 360.0)))
+        .with_resize_hint(
+            ResizeHint::resizable().with_min_logical_size(LogicalSize::new(560.0, 360.0)),
+        )
         .with_repaint_poll_interval(Duration::from_millis(16));
     create_egui_editor(
         params.editor_state.clone(),
@@ -136,11 +138,7 @@ impl SmdimEditor {
             let y0 = y_of(note.pitch);
             let h = (rect.height() / rows).max(2.0);
             let v = note.velocity as f32 / 127.0;
-            let color = Color32::from_rgb(
-                (90.0 + 140.0 * v) as u8,
-                (140.0 + 60.0 * v) as u8,
-                230,
-            );
+            let color = Color32::from_rgb((90.0 + 140.0 * v) as u8, (140.0 + 60.0 * v) as u8, 230);
             painter.rect_filled(
                 Rect::from_min_max(Pos2::new(x0, y0), Pos2::new(x1, y0 + h - 1.0)),
                 2.0,
@@ -242,14 +240,10 @@ impl SmdimEditor {
         let view = &self.session.transport;
         let channel = (self.params.channel.value() - 1).clamp(0, 15) as u8;
         self.export_message = Some(match export::export_dir() {
-            Some(dir) => export::export_mid(
-                &current,
-                &dir,
-                view.tempo(),
-                view.time_signature(),
-                channel,
-            )
-            .map(|p| p.display().to_string()),
+            Some(dir) => {
+                export::export_mid(&current, &dir, view.tempo(), view.time_signature(), channel)
+                    .map(|p| p.display().to_string())
+            }
             None => Err("no home folder to export into (set SMDIM_EXPORT_DIR)".into()),
         });
         if let Some(Err(e)) = &self.export_message {
@@ -325,7 +319,10 @@ impl NiceEguiApp for SmdimEditor {
             }
             ui.separator();
             if ui
-                .add_enabled(self.session.current().is_some(), egui::Button::new("Export .mid"))
+                .add_enabled(
+                    self.session.current().is_some(),
+                    egui::Button::new("Export .mid"),
+                )
                 .clicked()
             {
                 self.export();
@@ -357,7 +354,10 @@ impl NiceEguiApp for SmdimEditor {
                 ui.label(format!("Exported to {path}"));
             }
             Some(Err(e)) => {
-                ui.colored_label(Color32::from_rgb(255, 110, 100), format!("Export failed: {e}"));
+                ui.colored_label(
+                    Color32::from_rgb(255, 110, 100),
+                    format!("Export failed: {e}"),
+                );
             }
             None => {}
         }

@@ -88,7 +88,11 @@ mod tests {
         assert_eq!(read.phrase.notes[0].pitch, 62);
         assert_eq!(read.phrase.time_signature, ts);
         assert_eq!(read.tempo_map.len(), 1);
-        assert!((read.tempo_map[0].1 - 97.0).abs() < 0.01, "{:?}", read.tempo_map);
+        assert!(
+            (read.tempo_map[0].1 - 97.0).abs() < 0.01,
+            "{:?}",
+            read.tempo_map
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -48,14 +48,14 @@ impl Default for Smdim {
     fn default() -> Self {
         let (session, requests) = Session::new();
         let params = Arc::new(SmdimParams::new(SessionField(session.clone())));
-        let controller =
-            match session::spawn_controller(session.clone(), params.clone(), requests) {
-                Ok(handle) => Some(handle),
-                Err(e) => {
-                    session.set_error(Some(format!("could not start the controller thread: {e}")));
-                    None
-                }
-            };
+        let controller = match session::spawn_controller(session.clone(), params.clone(), requests)
+        {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                session.set_error(Some(format!("could not start the controller thread: {e}")));
+                None
+            }
+        };
         Smdim {
             params,
             session,

@@ -174,8 +174,7 @@ impl SmdimParams {
                 1.0,
             ),
             session,
-            bars: IntParam::new("Bars", 4, IntRange::Linear { min: 1, max: 16 })
-                .with_unit(" bars"),
+            bars: IntParam::new("Bars", 4, IntRange::Linear { min: 1, max: 16 }).with_unit(" bars"),
             steps: IntParam::new("Diffusion steps", 16, IntRange::Linear { min: 1, max: 128 }),
             temperature: FloatParam::new(
                 "Temperature",
@@ -206,7 +205,14 @@ impl SmdimParams {
             .with_string_to_value(formatters::s2v_i32_key_formatter()),
             key: EnumParam::new("Key", KeyRoot::None),
             scale: EnumParam::new("Scale", ScaleParam::Major),
-            seed: IntParam::new("Seed", 1, IntRange::Linear { min: 0, max: 999_999 }),
+            seed: IntParam::new(
+                "Seed",
+                1,
+                IntRange::Linear {
+                    min: 0,
+                    max: 999_999,
+                },
+            ),
             new_seed: BoolParam::new("New seed each time", true),
             velocity: FloatParam::new(
                 "Velocity scale",
@@ -225,13 +231,22 @@ impl SmdimParams {
 
     /// Generation settings from the current parameter values. `seed` is the seed to use (the
     /// caller decides between the seed parameter and a fresh one).
-    pub fn settings(&self, seed: u64, time_signature: TimeSignature, tempo: f32) -> GenerationSettings {
+    pub fn settings(
+        &self,
+        seed: u64,
+        time_signature: TimeSignature,
+        tempo: f32,
+    ) -> GenerationSettings {
         let (low, high) = (self.lowest_pitch.value(), self.highest_pitch.value());
         let scale = self.velocity.value().clamp(0.0, 2.0);
         GenerationSettings {
             bars: self.bars.value().clamp(1, 16) as u32,
             time_signature,
-            tempo: if tempo.is_finite() && tempo > 0.0 { tempo } else { 120.0 },
+            tempo: if tempo.is_finite() && tempo > 0.0 {
+                tempo
+            } else {
+                120.0
+            },
             steps: Some(self.steps.value().clamp(1, 1000) as u32),
             temperature: self.temperature.value() as f64,
             seed,

@@ -169,7 +169,10 @@ impl Session {
 
     /// Any other thread.
     pub fn request(&self, request: Request) {
-        if matches!(request, Request::Generate | Request::Variation | Request::Settings(_)) {
+        if matches!(
+            request,
+            Request::Generate | Request::Variation | Request::Settings(_)
+        ) {
             self.busy.store(true, Ordering::SeqCst);
         }
         match self.requests.try_send(request) {
@@ -277,8 +280,11 @@ pub fn fresh_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let mut z = nanos
-        .wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut z = nanos.wrapping_add(
+        COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     (z ^ (z >> 31)) % 1_000_000

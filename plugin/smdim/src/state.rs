@@ -97,8 +97,8 @@ impl SavedState {
     }
 
     pub fn from_json(text: &str) -> Result<SavedState, String> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("saved SMDIM state is not JSON: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| format!("saved SMDIM state is not JSON: {e}"))?;
         SavedState::from_json_value(value)
     }
 }
@@ -232,8 +232,7 @@ mod tests {
         let mut value = serde_json::to_value(&state).unwrap();
         value["cursor"] = serde_json::json!(57);
         // An unnormalised phrase: note past the end, velocity 0.
-        value["history"][0]["phrase"]["notes"] =
-            serde_json::json!([{"start": 100000, "length": 5, "pitch": 60, "velocity": 0},
+        value["history"][0]["phrase"]["notes"] = serde_json::json!([{"start": 100000, "length": 5, "pitch": 60, "velocity": 0},
                                {"start": 0, "length": 5, "pitch": 61, "velocity": 0}]);
         let back = SavedState::from_json_value(value).unwrap();
         assert_eq!(back.cursor, Some(2));
@@ -249,7 +248,10 @@ mod tests {
             state.push(generated(seed));
         }
         assert_eq!(state.history.len(), HISTORY_LEN);
-        assert_eq!(state.current().unwrap().settings.seed, HISTORY_LEN as u64 + 2);
+        assert_eq!(
+            state.current().unwrap().settings.seed,
+            HISTORY_LEN as u64 + 2
+        );
         assert!(state.can_undo());
         assert!(!state.can_redo());
         state.step(-2).unwrap();

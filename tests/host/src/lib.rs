@@ -170,7 +170,9 @@ impl Plugin {
     /// length, then the JSON. Returns the JSON.
     pub fn save_state(&mut self) -> Vec<u8> {
         let mut handle = self.instance.plugin_handle();
-        let ext = handle.get_extension::<PluginState>().expect("state extension");
+        let ext = handle
+            .get_extension::<PluginState>()
+            .expect("state extension");
         let mut bytes = Vec::new();
         ext.save(&mut handle, &mut bytes).expect("state saves");
         assert!(bytes.len() >= 8, "state has a length prefix");
@@ -184,7 +186,9 @@ impl Plugin {
         let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
         bytes.extend_from_slice(json);
         let mut handle = self.instance.plugin_handle();
-        let ext = handle.get_extension::<PluginState>().expect("state extension");
+        let ext = handle
+            .get_extension::<PluginState>()
+            .expect("state extension");
         ext.load(&mut handle, &mut Cursor::new(bytes))
             .expect("state loads");
     }
@@ -221,10 +225,12 @@ impl Plugin {
         };
         let count = ext.count(&mut handle, input);
         let mut buffer = NotePortInfoBuffer::default();
-        let clap = ext.get(&mut handle, 0, input, &mut buffer).is_some_and(|info| {
-            info.supported_dialects
-                .supports(clack_extensions::note_ports::NoteDialect::Clap)
-        });
+        let clap = ext
+            .get(&mut handle, 0, input, &mut buffer)
+            .is_some_and(|info| {
+                info.supported_dialects
+                    .supports(clack_extensions::note_ports::NoteDialect::Clap)
+            });
         (count, clap)
     }
 
@@ -303,7 +309,10 @@ impl HostTransport {
             } else {
                 0.0
             };
-            (n * bar_len, n.clamp(i32::MIN as f64, i32::MAX as f64) as i32)
+            (
+                n * bar_len,
+                n.clamp(i32::MIN as f64, i32::MAX as f64) as i32,
+            )
         });
         let mut flags = TransportFlags::HAS_TEMPO
             | TransportFlags::HAS_BEATS_TIMELINE
@@ -318,10 +327,17 @@ impl HostTransport {
         }
         let seconds = self.beats * 60.0 / self.tempo;
         TransportEvent {
-            header: clack_host::events::EventHeader::new_core(time, clack_host::events::EventFlags::empty()),
+            header: clack_host::events::EventHeader::new_core(
+                time,
+                clack_host::events::EventFlags::empty(),
+            ),
             flags,
             song_pos_beats: self.beats.into(),
-            song_pos_seconds: if seconds.is_finite() { seconds.into() } else { 0.0.into() },
+            song_pos_seconds: if seconds.is_finite() {
+                seconds.into()
+            } else {
+                0.0.into()
+            },
             tempo: self.tempo,
             tempo_inc: 0.0,
             loop_start_beats: loop_start.into(),
@@ -415,7 +431,10 @@ impl Processor {
             }
         }
         for pair in block.windows(2) {
-            assert!(pair[0].sample <= pair[1].sample, "events out of order: {pair:?}");
+            assert!(
+                pair[0].sample <= pair[1].sample,
+                "events out of order: {pair:?}"
+            );
         }
         self.sample += frames as u64;
         self.notes.extend_from_slice(&block);
@@ -443,6 +462,9 @@ pub struct Sim {
     pub spans: Vec<reference::Span>,
     current: Option<reference::Span>,
     sample: u64,
+    /// Loop wraps that fell strictly inside a block, and transport events sent for them.
+    pub wraps_inside_blocks: u32,
+    pub mid_block_events_sent: u32,
 }
 
 impl Sim {
@@ -454,6 +476,8 @@ impl Sim {
             spans: Vec::new(),
             current: None,
             sample: 0,
+            wraps_inside_blocks: 0,
+            mid_block_events_sent: 0,
         }
     }
 
@@ -491,14 +515,33 @@ impl Sim {
         self.transport.beats = beats;
     }
 
+    /// Moves the host position by a tiny amount (quantisation jitter): the plugin follows the
+    /// host's position without treating it as a jump (no release).
+    pub fn nudge(&mut self, beats: f64) {
+        self.close(false);
+        self.transport.beats += beats;
+    }
+
     pub fn set_playing(&mut self, playing: bool) {
         self.close(true);
         self.transport.playing = playing;
     }
 
     /// One block, with `events` (parameter changes etc.) added to its input.
-    pub fn block(&mut self, processor: &mut Processor, frames: u32, events: &[ParamValueEvent]) -> Vec<OutNote> {
+    pub fn block(
+        &mut self,
+        processor: &mut Processor,
+        frames: u32,
+        events: &[ParamValueEvent],
+    ) -> Vec<OutNote> {
         assert_eq!(processor.sample, self.sample, "one Sim per processor run");
+        if let Some((loop_start, loop_end)) = self.transport.loop_range {
+            // A wrap exactly on the block boundary: the block starts at the loop start.
+            if self.transport.playing && self.transport.beats == loop_end {
+                self.close(true);
+                self.transport.beats = loop_start;
+            }
+        }
         if self.current.is_none() {
             self.open();
         }
@@ -513,19 +556,27 @@ impl Sim {
         if let Some((loop_start, loop_end)) = wrap {
             let w = (loop_end - self.transport.beats) * spq;
             let rounded = w.round();
-            assert!((w - rounded).abs() < 1e-6, "tests put loop wraps on whole samples ({w})");
+            assert!(
+                (w - rounded).abs() < 1e-6,
+                "tests put loop wraps on whole samples ({w})"
+            );
             wrap_at = Some((rounded as u64, loop_start, loop_end));
+            self.wraps_inside_blocks += 1;
         }
         let mut all: Vec<(u32, Box<dyn Fn(&mut EventBuffer)>)> = Vec::new();
         for e in events {
             let e = *e;
-            all.push((e.header().time(), Box::new(move |b: &mut EventBuffer| b.push(&e))));
+            all.push((
+                e.header().time(),
+                Box::new(move |b: &mut EventBuffer| b.push(&e)),
+            ));
         }
         if let (Some((w, loop_start, _)), true) = (wrap_at, self.mid_block_transport) {
             if w > 0 && w < frames as u64 {
                 let mut t = self.transport;
                 t.beats = loop_start;
                 let e = t.event(w as u32);
+                self.mid_block_events_sent += 1;
                 all.push((w as u32, Box::new(move |b: &mut EventBuffer| b.push(&e))));
             }
         }

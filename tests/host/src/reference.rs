@@ -22,7 +22,12 @@ pub struct Span {
 /// (absolute sample, on?, key)
 pub type Expected = (u64, bool, u8);
 
-pub fn expected(phrase: &Phrase, bar_quarters: f64, sample_rate: f64, spans: &[Span]) -> Vec<Expected> {
+pub fn expected(
+    phrase: &Phrase,
+    bar_quarters: f64,
+    sample_rate: f64,
+    spans: &[Span],
+) -> Vec<Expected> {
     let mut out = Vec::new();
     let mut sounding: [Option<f64>; 128] = [None; 128];
     let bar_ticks = phrase.time_signature.bar_ticks();

@@ -53,7 +53,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, max: u32) -> u32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         1 + ((self.0 >> 33) % max as u64) as u32
     }
 }
@@ -73,20 +76,27 @@ fn check(phrase: &Phrase, processor: &Processor, sim: &mut Sim, context: &str) {
         &problems[..problems.len().min(8)]
     );
     assert!(!want.is_empty(), "{context}: the test must play notes");
-    assert!(!processor.nonzero_audio, "{context}: the audio output must be silent");
+    assert!(
+        !processor.nonzero_audio,
+        "{context}: the audio output must be silent"
+    );
 }
 
 /// Stops the transport and checks nothing is left sounding.
 fn stop_and_check_silence(sim: &mut Sim, processor: &mut Processor, context: &str) {
     sim.set_playing(false);
     for _ in 0..4 {
-        let notes = sim.block(processor, 256, &[]);
+        let notes = sim.block(processor, 256.min(processor.max_block), &[]);
         assert!(
             notes.iter().all(|n| !n.on),
             "{context}: note-ons while stopped: {notes:?}"
         );
     }
-    assert!(processor.sounding().is_empty(), "{context}: hanging notes {:?}", processor.sounding());
+    assert!(
+        processor.sounding().is_empty(),
+        "{context}: hanging notes {:?}",
+        processor.sounding()
+    );
 }
 
 #[test]
@@ -102,13 +112,24 @@ fn descriptor_ports_features_and_fast_instantiation() {
         .map(|f| f.to_string_lossy().into_owned())
         .collect();
     for wanted in ["note-effect", "instrument"] {
-        assert!(features.iter().any(|f| f == wanted), "{wanted} in {features:?}");
+        assert!(
+            features.iter().any(|f| f == wanted),
+            "{wanted} in {features:?}"
+        );
     }
 
     let mut plugin = Plugin::new();
     assert_eq!(plugin.audio_ports(true), (0, None), "no audio input");
-    assert_eq!(plugin.audio_ports(false), (1, Some(2)), "one silent stereo output");
-    assert_eq!(plugin.note_ports(true), (1, true), "note input (pass-through)");
+    assert_eq!(
+        plugin.audio_ports(false),
+        (1, Some(2)),
+        "one silent stereo output"
+    );
+    assert_eq!(
+        plugin.note_ports(true),
+        (1, true),
+        "note input (pass-through)"
+    );
     assert_eq!(plugin.note_ports(false), (1, true), "note output");
     let names = plugin.param_names();
     for wanted in [
@@ -135,7 +156,11 @@ fn descriptor_ports_features_and_fast_instantiation() {
     let mut times: Vec<Duration> = (0..5).map(|_| Plugin::new().instantiate_time).collect();
     times.sort();
     eprintln!("instantiate: median {:?}, max {:?}", times[2], times[4]);
-    assert!(times[2] < Duration::from_millis(50), "median instantiate {:?}", times[2]);
+    assert!(
+        times[2] < Duration::from_millis(50),
+        "median instantiate {:?}",
+        times[2]
+    );
 }
 
 #[test]
@@ -150,8 +175,7 @@ fn plays_sample_exactly_at_every_rate_and_block_size() {
             let mut sim = Sim::new(sample_rate, HostTransport::playing(133.0, 0.0));
             let total = (seconds * sample_rate) as u64;
             while processor.sample < total {
-                let frames = if max_block <= 64 { rng.next(max_block) } else { rng.next(max_block) };
-                sim.block(&mut processor, frames, &[]);
+                sim.block(&mut processor, rng.next(max_block), &[]);
             }
             let context = format!("{sample_rate} Hz, blocks 1..={max_block}");
             check(&phrase, &processor, &mut sim, &context);
@@ -170,7 +194,7 @@ fn run_script(
     blocks: u32,
     block: u32,
     mut script: impl FnMut(u32, &mut Sim),
-) {
+) -> Sim {
     let phrase = test_phrase();
     let mut plugin = loaded(&phrase);
     let mut processor = plugin.activate(sample_rate, 4096);
@@ -183,66 +207,105 @@ fn run_script(
     check(&phrase, &processor, &mut sim, name);
     stop_and_check_silence(&mut sim, &mut processor, name);
     plugin.deactivate(processor);
+    sim
 }
 
 #[test]
 fn mid_bar_start() {
     // 1.37 beats into bar 3: notes already begun are not played, the rest are exact.
-    run_script("mid-bar start", 48_000.0, HostTransport::playing(120.0, 9.37), false, 200, 500, |_, _| {});
+    let _ = run_script(
+        "mid-bar start",
+        48_000.0,
+        HostTransport::playing(120.0, 9.37),
+        false,
+        200,
+        500,
+        |_, _| {},
+    );
 }
 
 #[test]
 fn loop_wrap_inside_a_block_without_and_with_a_transport_event() {
     for mid_block in [false, true] {
-        // Loop over beats 2..10 (a bar and a half... across the phrase's bar line); 120 bpm at
-        // 48 kHz puts every wrap on a whole sample and, with 1000-sample blocks, inside a block.
+        // Loop over beats 2..10 (two bars from mid-bar, across the phrase's bar line); 120 bpm
+        // at 48 kHz puts every wrap on a whole sample and, with 700-sample blocks, inside a
+        // block.
         let mut start = HostTransport::playing(120.0, 1.0);
         start.loop_range = Some((2.0, 10.0));
-        run_script(
+        let sim = run_script(
             &format!("loop wrap, mid-block transport event: {mid_block}"),
             48_000.0,
             start,
             mid_block,
-            700,
             1000,
+            700,
             |_, _| {},
         );
+        assert!(
+            sim.wraps_inside_blocks >= 3,
+            "{} wraps",
+            sim.wraps_inside_blocks
+        );
+        if mid_block {
+            assert_eq!(sim.mid_block_events_sent, sim.wraps_inside_blocks);
+        } else {
+            assert_eq!(sim.mid_block_events_sent, 0);
+        }
     }
 }
 
 #[test]
 fn tempo_changes_stop_start_and_relocation() {
-    run_script("tempo changes", 44_100.0, HostTransport::playing(90.0, 0.0), false, 600, 300, |i, sim| {
-        match i {
+    let _ = run_script(
+        "tempo changes",
+        44_100.0,
+        HostTransport::playing(90.0, 0.0),
+        false,
+        600,
+        300,
+        |i, sim| match i {
             150 => sim.set_tempo(174.5),
             300 => sim.set_tempo(61.0),
             450 => sim.set_tempo(120.0),
             _ => {}
-        }
-    });
-    run_script("stop/start", 48_000.0, HostTransport::playing(120.0, 0.0), false, 600, 256, |i, sim| {
-        match i {
+        },
+    );
+    let _ = run_script(
+        "stop/start",
+        48_000.0,
+        HostTransport::playing(120.0, 0.0),
+        false,
+        600,
+        256,
+        |i, sim| match i {
             100 => sim.set_playing(false),
             180 => sim.set_playing(true),
             400 => sim.set_playing(false),
             401 => sim.relocate(3.25),
             402 => sim.set_playing(true),
             _ => {}
-        }
-    });
-    run_script("relocation", 96_000.0, HostTransport::playing(140.0, 0.0), false, 600, 512, |i, sim| {
-        match i {
-            120 => sim.relocate(17.0),
-            240 => sim.relocate(2.5),
-            360 => {
-                // Jitter below the relocation threshold (hosts quantise positions) is no jump.
-                let beats = sim.transport.beats;
-                sim.transport.beats = beats + 1.0 / 1920.0 / 4.0;
+        },
+    );
+    let _ = run_script(
+        "relocation",
+        96_000.0,
+        HostTransport::playing(140.0, 0.0),
+        false,
+        600,
+        512,
+        |i, sim| {
+            match i {
+                120 => sim.relocate(17.0),
+                240 => sim.relocate(2.5),
+                360 => {
+                    // Jitter below the relocation threshold (hosts quantise positions) is no jump.
+                    sim.nudge(1.0 / 1920.0 / 4.0);
+                }
+                480 => sim.relocate(0.0),
+                _ => {}
             }
-            480 => sim.relocate(0.0),
-            _ => {}
-        }
-    });
+        },
+    );
 }
 
 #[test]
@@ -272,9 +335,6 @@ fn silence_when_stopped_and_garbage_transport_survives() {
         (120.0, -1e12, 4, 4),
         (120.0, f64::INFINITY, 4, 4),
         (f64::INFINITY, 3.0, 4, 4),
-        (120.0, 0.0, 0, 0),
-        (120.0, 0.5, 65535, 65535),
-        (120.0, 0.5, 7, 3),
     ];
     for (tempo, beats, num, den) in garbage {
         let mut t = HostTransport::playing(tempo, beats);
@@ -287,6 +347,21 @@ fn silence_when_stopped_and_garbage_transport_survives() {
             "garbage {tempo}/{beats}/{num}/{den} played {notes:?}"
         );
         assert!(processor.sounding().is_empty());
+    }
+    // Meters no host should send: the plugin falls back to 4/4, never panics, and leaves no
+    // note hanging.
+    for (num, den) in [(0u16, 0u16), (65535, 65535), (7, 3), (1, 0)] {
+        let mut t = HostTransport::playing(120.0, 0.5);
+        t.numerator = num;
+        t.denominator = den;
+        t.bar = Some((f64::NAN, i32::MIN));
+        processor.process(2048, Some(&t.event(0)), &none);
+        stopped.beats = 0.0;
+        processor.process(64, Some(&stopped.event(0)), &none);
+        assert!(
+            processor.sounding().is_empty(),
+            "meter {num}/{den} left notes hanging"
+        );
     }
     // Loop ranges that make no sense.
     let mut t = HostTransport::playing(120.0, 0.0);
@@ -317,20 +392,32 @@ fn pass_through_and_midi_channel() {
     let t = HostTransport::playing(120.0, 0.0);
     let mut events = EventBuffer::new();
     events.push(&plugin.param_event("MIDI channel", 0, 9.0)); // plain 9 = channel 10
-    events.push(&NoteOnEvent::new(100, Pckn::new(0u16, 3u16, 30u16, 0u32), 0.5));
+    events.push(&NoteOnEvent::new(
+        100,
+        Pckn::new(0u16, 3u16, 30u16, 0u32),
+        0.5,
+    ));
     let notes = processor.process(512, Some(&t.event(0)), &events);
     assert!(
-        notes.iter().any(|n| n.on && n.key == 30 && n.channel == 3 && n.sample == 100),
+        notes
+            .iter()
+            .any(|n| n.on && n.key == 30 && n.channel == 3 && n.sample == 100),
         "incoming note passed through: {notes:?}"
     );
     assert!(
-        notes.iter().any(|n| n.on && n.key == 60 && n.channel == 9 && n.sample == 0),
+        notes
+            .iter()
+            .any(|n| n.on && n.key == 60 && n.channel == 9 && n.sample == 0),
         "generated notes on the MIDI channel parameter: {notes:?}"
     );
     // Pass-through off: incoming notes are not forwarded.
     let mut events = EventBuffer::new();
     events.push(&plugin.param_event("Pass-through", 0, 0.0));
-    events.push(&NoteOnEvent::new(10, Pckn::new(0u16, 3u16, 31u16, 0u32), 0.5));
+    events.push(&NoteOnEvent::new(
+        10,
+        Pckn::new(0u16, 3u16, 31u16, 0u32),
+        0.5,
+    ));
     let t2 = HostTransport::playing(120.0, 512.0 / 24_000.0);
     let notes = processor.process(512, Some(&t2.event(0)), &events);
     assert!(notes.iter().all(|n| n.key != 31), "{notes:?}");
@@ -367,7 +454,9 @@ fn generate_via_parameter_then_state_recall_plays_identically() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let first_note = first_note.expect("a generated note within 60 s");
-    eprintln!("Generate → first note: {first_note:?} (includes loading ONNX Runtime and the model)");
+    eprintln!(
+        "Generate → first note: {first_note:?} (includes loading ONNX Runtime and the model)"
+    );
     let reset = [a.param_event("Generate", 0, 0.0)];
     sim.block(&mut processor, 512, &reset);
     a.deactivate(processor);
@@ -394,7 +483,10 @@ fn generate_via_parameter_then_state_recall_plays_identically() {
     let mut b = Plugin::new();
     b.load_state(&state);
     let notes_b = run(&mut b);
-    assert_eq!(notes_a, notes_b, "the reloaded instance plays the identical notes");
+    assert_eq!(
+        notes_a, notes_b,
+        "the reloaded instance plays the identical notes"
+    );
     assert_eq!(phrase_in_state(&b.save_state()), Some(phrase));
     assert_eq!(process_heap_ops(), before, "heap operations inside process");
 }
