@@ -18,8 +18,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::fetch_ort;
 
-/// The plugin crate and its bundle name (must match `bundler.toml`).
-pub const PLUGIN_PACKAGE: &str = "smdim";
+/// The plugin's bundle name (must match `[smdim] name` in `bundler.toml`).
 pub const BUNDLE_NAME: &str = "SMDIM";
 
 fn vst3_arch_dir() -> &'static str {

@@ -303,23 +303,25 @@ mod tests {
         let mut audio = Audio::default();
         // 120 bpm at 48 kHz: 24,000 samples per quarter; one block of a whole bar.
         let transport = Transport::playing_at(48_000.0, 120.0, 0.0);
-        let mut io = TestIo::default();
-        io.incoming = vec![
-            NoteEvent::<()>::NoteOn {
-                timing: 30_000,
-                voice_id: VoiceID::Wildcard,
-                channel: Channel::Number(0),
-                key: Key::Number(40),
-                velocity: 0.5,
-            },
-            NoteEvent::<()>::NoteOn {
-                timing: 0,
-                voice_id: VoiceID::Wildcard,
-                channel: Channel::Number(0),
-                key: Key::Number(41),
-                velocity: 0.5,
-            },
-        ];
+        let mut io = TestIo {
+            incoming: vec![
+                NoteEvent::<()>::NoteOn {
+                    timing: 30_000,
+                    voice_id: VoiceID::Wildcard,
+                    channel: Channel::Number(0),
+                    key: Key::Number(40),
+                    velocity: 0.5,
+                },
+                NoteEvent::<()>::NoteOn {
+                    timing: 0,
+                    voice_id: VoiceID::Wildcard,
+                    channel: Channel::Number(0),
+                    key: Key::Number(41),
+                    velocity: 0.5,
+                },
+            ],
+            out: Vec::new(),
+        };
         audio.process(&session, &transport, 96_000, params(), &mut io);
         let out = io.out;
         let timings: Vec<u32> = out.iter().map(|e| e.timing()).collect();

@@ -121,13 +121,13 @@ impl Plugin {
         .expect("instantiate");
         let instantiate_time = started.elapsed();
         let mut params = HashMap::new();
-        let mut handle = instance.plugin_handle();
+        let handle = instance.plugin_handle();
         let ext = handle
             .get_extension::<PluginParams>()
             .expect("params extension");
         let mut buffer = ParamInfoBuffer::new();
-        for i in 0..ext.count(&mut handle) {
-            if let Some(info) = ext.get_info(&mut handle, i, &mut buffer) {
+        for i in 0..ext.count(&handle) {
+            if let Some(info) = ext.get_info(&handle, i, &mut buffer) {
                 let name = String::from_utf8_lossy(info.name).into_owned();
                 params.insert(name, (info.id, info.min_value, info.max_value));
             }
@@ -161,20 +161,20 @@ impl Plugin {
 
     pub fn param_value(&mut self, name: &str) -> f64 {
         let (id, _, _) = self.param(name);
-        let mut handle = self.instance.plugin_handle();
+        let handle = self.instance.plugin_handle();
         let ext = handle.get_extension::<PluginParams>().expect("params");
-        ext.get_value(&mut handle, id).expect("value")
+        ext.get_value(&handle, id).expect("value")
     }
 
     /// The plugin's state as nice-plug writes it to the CLAP stream: a little-endian u64
     /// length, then the JSON. Returns the JSON.
     pub fn save_state(&mut self) -> Vec<u8> {
-        let mut handle = self.instance.plugin_handle();
+        let handle = self.instance.plugin_handle();
         let ext = handle
             .get_extension::<PluginState>()
             .expect("state extension");
         let mut bytes = Vec::new();
-        ext.save(&mut handle, &mut bytes).expect("state saves");
+        ext.save(&handle, &mut bytes).expect("state saves");
         assert!(bytes.len() >= 8, "state has a length prefix");
         let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
         assert_eq!(len, bytes.len() - 8, "length prefix matches");
@@ -185,11 +185,11 @@ impl Plugin {
     pub fn load_state(&mut self, json: &[u8]) {
         let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
         bytes.extend_from_slice(json);
-        let mut handle = self.instance.plugin_handle();
+        let handle = self.instance.plugin_handle();
         let ext = handle
             .get_extension::<PluginState>()
             .expect("state extension");
-        ext.load(&mut handle, &mut Cursor::new(bytes))
+        ext.load(&handle, &mut Cursor::new(bytes))
             .expect("state loads");
     }
 
@@ -205,32 +205,30 @@ impl Plugin {
 
     /// (count, channel count of the first) audio ports.
     pub fn audio_ports(&mut self, input: bool) -> (u32, Option<u32>) {
-        let mut handle = self.instance.plugin_handle();
+        let handle = self.instance.plugin_handle();
         let Some(ext) = handle.get_extension::<PluginAudioPorts>() else {
             return (0, None);
         };
-        let count = ext.count(&mut handle, input);
+        let count = ext.count(&handle, input);
         let mut buffer = AudioPortInfoBuffer::default();
         let channels = ext
-            .get(&mut handle, 0, input, &mut buffer)
+            .get(&handle, 0, input, &mut buffer)
             .map(|info| info.channel_count);
         (count, channels)
     }
 
     /// Note ports: (count, supports CLAP note dialect on the first).
     pub fn note_ports(&mut self, input: bool) -> (u32, bool) {
-        let mut handle = self.instance.plugin_handle();
+        let handle = self.instance.plugin_handle();
         let Some(ext) = handle.get_extension::<PluginNotePorts>() else {
             return (0, false);
         };
-        let count = ext.count(&mut handle, input);
+        let count = ext.count(&handle, input);
         let mut buffer = NotePortInfoBuffer::default();
-        let clap = ext
-            .get(&mut handle, 0, input, &mut buffer)
-            .is_some_and(|info| {
-                info.supported_dialects
-                    .supports(clack_extensions::note_ports::NoteDialect::Clap)
-            });
+        let clap = ext.get(&handle, 0, input, &mut buffer).is_some_and(|info| {
+            info.supported_dialects
+                .supports(clack_extensions::note_ports::NoteDialect::Clap)
+        });
         (count, clap)
     }
 
@@ -452,6 +450,20 @@ impl Processor {
     }
 }
 
+enum InputEvent {
+    Param(ParamValueEvent),
+    Transport(TransportEvent),
+}
+
+impl InputEvent {
+    fn time(&self) -> u32 {
+        match self {
+            InputEvent::Param(e) => e.header().time(),
+            InputEvent::Transport(e) => e.header.time(),
+        }
+    }
+}
+
 /// A scripted host timeline: drives a [`Processor`] block by block and records the spans the
 /// reference needs.
 pub struct Sim {
@@ -563,26 +575,22 @@ impl Sim {
             wrap_at = Some((rounded as u64, loop_start, loop_end));
             self.wraps_inside_blocks += 1;
         }
-        let mut all: Vec<(u32, Box<dyn Fn(&mut EventBuffer)>)> = Vec::new();
-        for e in events {
-            let e = *e;
-            all.push((
-                e.header().time(),
-                Box::new(move |b: &mut EventBuffer| b.push(&e)),
-            ));
-        }
+        let mut all: Vec<InputEvent> = events.iter().copied().map(InputEvent::Param).collect();
         if let (Some((w, loop_start, _)), true) = (wrap_at, self.mid_block_transport) {
             if w > 0 && w < frames as u64 {
                 let mut t = self.transport;
                 t.beats = loop_start;
                 let e = t.event(w as u32);
                 self.mid_block_events_sent += 1;
-                all.push((w as u32, Box::new(move |b: &mut EventBuffer| b.push(&e))));
+                all.push(InputEvent::Transport(e));
             }
         }
-        all.sort_by_key(|(t, _)| *t);
-        for (_, push) in &all {
-            push(&mut buffer);
+        all.sort_by_key(InputEvent::time);
+        for event in &all {
+            match event {
+                InputEvent::Param(e) => buffer.push(e),
+                InputEvent::Transport(e) => buffer.push(e),
+            }
         }
         let notes = processor.process(frames, Some(&start_event), &buffer);
         // Advance the host.
