@@ -166,6 +166,10 @@ impl SmdimEditor {
             ui.label(format!("Provider: {provider}"));
             ui.separator();
             match status.as_ref().and_then(|s| s.last_elapsed) {
+                Some(t) if t.as_secs_f64() < 1.0 => ui.label(format!(
+                    "Last generation: {:.0} ms",
+                    t.as_secs_f64() * 1000.0
+                )),
                 Some(t) => ui.label(format!("Last generation: {:.2} s", t.as_secs_f64())),
                 None => ui.label("Last generation: -"),
             };
@@ -279,8 +283,8 @@ impl NiceEguiApp for SmdimEditor {
             ui.ctx().request_repaint();
         }
 
+        // Generate comes first, at the top-left corner (the editor smoke test clicks there).
         ui.horizontal(|ui| {
-            ui.heading("SMDIM");
             let generate = ui.add_enabled(
                 !generating,
                 egui::Button::new(GENERATE_LABEL).min_size(Vec2::new(96.0, 28.0)),
@@ -330,6 +334,8 @@ impl NiceEguiApp for SmdimEditor {
             // The drag-and-drop issue connects this; until then it does nothing.
             ui.add_enabled(false, egui::Button::new("drag: coming"))
                 .on_disabled_hover_text("Drag the phrase into the DAW: coming in a later version");
+            ui.separator();
+            ui.heading("SMDIM");
         });
 
         if generating {

@@ -38,12 +38,31 @@ impl SharedHandler<'_> for TestHostShared {
     }
 }
 
+// A host with a GUI provides clap.gui (nice-plug 0.4.2 requires it to open an editor).
+impl clack_extensions::gui::HostGuiImpl for TestHostShared {
+    fn resize_hints_changed(&self) {}
+    fn request_resize(&self, _new_size: clack_extensions::gui::GuiSize) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn request_show(&self) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn request_hide(&self) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn closed(&self, _was_destroyed: bool) {}
+}
+
 pub struct TestHost;
 
 impl HostHandlers for TestHost {
     type Shared<'a> = TestHostShared;
     type MainThread<'a> = ();
     type AudioProcessor<'a> = ();
+
+    fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Self::Shared<'_>) {
+        builder.register::<clack_extensions::gui::HostGui>();
+    }
 }
 
 /// Path of the plugin under test.
