@@ -355,6 +355,10 @@ def main(argv=None) -> None:
         DOCS / "pianoroll.png",
     )
     notes = a.notes.read_text() if a.notes else ""
+    model_rows = {k: rows[k] for k in sample_sets if rows[k].get("oa_mean") is not None}
+    if model_rows:
+        best = max(model_rows, key=lambda k: model_rows[k]["oa_mean"])
+        notes = f"Best model row by mean OA in this run: **{best}**.\n\n" + notes
     text = (
         "# SMDIM results (written by `python -m smdim.evaluate`)\n\n"
         f"{a.n} sequences of {a.length} tokens per set; reference T = {a.n} held-out test windows "
