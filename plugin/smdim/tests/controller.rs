@@ -40,7 +40,10 @@ fn wait_idle(session: &Session) {
 #[test]
 fn generates_keeps_history_and_errors_leave_the_phrase_playing() {
     let (session, handle) = start();
-    assert!(session.status().is_none(), "nothing loaded before the first request");
+    assert!(
+        session.status().is_none(),
+        "nothing loaded before the first request"
+    );
 
     session.request(Request::Settings(small(1)));
     wait_idle(&session);
@@ -85,7 +88,10 @@ fn generates_keeps_history_and_errors_leave_the_phrase_playing() {
     let error = session.error().expect("the failure is reported");
     assert!(!error.is_empty());
     assert!(Arc::ptr_eq(&session.current().unwrap(), &third), "{error}");
-    assert!(session.inbox.take().is_none(), "nothing new for the audio side");
+    assert!(
+        session.inbox.take().is_none(),
+        "nothing new for the audio side"
+    );
 
     // Cancel during a generation: no new phrase, and the controller keeps working.
     session.request(Request::Settings(GenerationSettings {

@@ -493,6 +493,8 @@ pub struct Sim {
     pub spans: Vec<reference::Span>,
     current: Option<reference::Span>,
     sample: u64,
+    /// Report positions rounded to this grid (quarter notes), as hosts do (Ardour: 1/1920).
+    pub quantise: Option<f64>,
     /// Loop wraps that fell strictly inside a block, and transport events sent for them.
     pub wraps_inside_blocks: u32,
     pub mid_block_events_sent: u32,
@@ -507,6 +509,7 @@ impl Sim {
             spans: Vec::new(),
             current: None,
             sample: 0,
+            quantise: None,
             wraps_inside_blocks: 0,
             mid_block_events_sent: 0,
         }
@@ -546,10 +549,10 @@ impl Sim {
         self.transport.beats = beats;
     }
 
-    /// Moves the host position by a tiny amount (quantisation jitter): the plugin follows the
-    /// host's position without treating it as a jump (no release).
+    /// Moves the reported host position by a tiny amount (position rounding, as Ardour and
+    /// Bitwig do): the plugin keeps its own continuous timeline, so the expected notes do not
+    /// move.
     pub fn nudge(&mut self, beats: f64) {
-        self.close(false);
         self.transport.beats += beats;
     }
 
@@ -577,7 +580,11 @@ impl Sim {
             self.open();
         }
         let spq = self.spq();
-        let start_event = self.transport.event(0);
+        let mut reported = self.transport;
+        if let Some(grid) = self.quantise {
+            reported.beats = (reported.beats / grid).round() * grid;
+        }
+        let start_event = reported.event(0);
         let mut buffer = EventBuffer::new();
         let end_beat = self.transport.beats + frames as f64 / spq;
         let wrap = self.transport.loop_range.filter(|&(_, end)| {

@@ -225,6 +225,22 @@ fn mid_bar_start() {
 }
 
 #[test]
+fn host_position_rounding_does_not_move_notes() {
+    // Ardour reports beats rounded to 1/1920 (up to ±6 samples here); notes stay exact.
+    let mut rng = Lcg(3);
+    let phrase = test_phrase();
+    let mut plugin = loaded(&phrase);
+    let mut processor = plugin.activate(48_000.0, 2048);
+    let mut sim = Sim::new(48_000.0, HostTransport::playing(120.0, 0.0));
+    sim.quantise = Some(1.0 / 1920.0);
+    while processor.sample < 20 * 48_000 {
+        sim.block(&mut processor, rng.next(2048), &[]);
+    }
+    check(&phrase, &processor, &mut sim, "quantised host positions");
+    plugin.deactivate(processor);
+}
+
+#[test]
 fn loop_wrap_inside_a_block_without_and_with_a_transport_event() {
     for mid_block in [false, true] {
         // Loop over beats 2..10 (two bars from mid-bar, across the phrase's bar line); 120 bpm
