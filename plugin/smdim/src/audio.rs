@@ -13,7 +13,7 @@ use smdim_engine::scheduler::{
 };
 use smdim_inference::Generated;
 
-use crate::session::{Request, Session};
+use crate::session::Session;
 
 /// A phrase as the scheduler holds it: the generation result, shared with the history.
 pub struct Playing(pub Arc<Generated>);
@@ -120,7 +120,7 @@ impl Audio {
         io: &mut impl NoteIo<S>,
     ) {
         if params.generate && !self.generate_was_on {
-            session.request_from_audio(Request::Generate);
+            session.request_generate_from_audio();
         }
         self.generate_was_on = params.generate;
 
@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(ons, vec![(0, 60), (24_000, 64), (48_000, 67), (72_000, 72)]);
         assert_eq!(out.len(), 8 + 2, "4 ons, 4 offs, 2 passed through");
         assert_eq!(audio.sounding(), 0);
-        assert!(requests.try_recv().is_err(), "no generation requested");
+        assert!(!session.generate_requested(), "no generation requested");
 
         // The trigger's rising edge asks the controller, once.
         let mut p = params();
@@ -385,8 +385,11 @@ mod tests {
         audio.process(&session, &t2, 64, p, &mut TestIo::default());
         let t3 = Transport::playing_at(48_000.0, 120.0, 4.0 + 64.0 / 24_000.0);
         audio.process(&session, &t3, 64, p, &mut TestIo::default());
-        assert_eq!(requests.try_recv(), Ok(Request::Generate));
-        assert!(requests.try_recv().is_err());
+        assert!(session.generate_requested());
+        assert!(
+            requests.try_recv().is_err(),
+            "the audio thread uses no channel"
+        );
         assert!(session.transport.playhead.load(Ordering::Relaxed) >= 0.0);
     }
 

@@ -11,17 +11,17 @@
 //! Every phrase the audio thread plays goes through [`Session::publish`] under the state lock,
 //! so what is saved with the project is always what plays.
 //!
-//! The audio thread only ever calls [`Session::request_from_audio`] (a `try_send` on a bounded,
-//! preallocated channel: no allocation, no lock) and the lock-free inbox.
+//! The audio thread only ever calls [`Session::request_generate_from_audio`] (an atomic flag and
+//! an unpark of the controller thread: no allocation, no lock) and the lock-free inbox.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, OnceLock};
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use atomic_float::AtomicF64;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use nice_plug::nice_log;
 use nice_plug::params::persist::PersistentField;
 use parking_lot::{Mutex, RwLock};
@@ -100,6 +100,10 @@ pub struct Session {
     pub busy: AtomicBool,
     /// When the last generation was requested (the editor shows how long it has been running).
     requested_at: Mutex<Option<Instant>>,
+    /// Set by the audio thread (the Generate parameter's rising edge).
+    generate_flag: AtomicBool,
+    /// The controller thread, to wake it.
+    controller: OnceLock<Thread>,
 }
 
 /// The `#[persist]` field: serialises the session's [`SavedState`]; loading one replaces the
@@ -141,6 +145,8 @@ impl Session {
             changes: AtomicU64::new(0),
             busy: AtomicBool::new(false),
             requested_at: Mutex::new(None),
+            generate_flag: AtomicBool::new(false),
+            controller: OnceLock::new(),
         });
         (session, receiver)
     }
@@ -162,9 +168,22 @@ impl Session {
         self.state.read().can_redo()
     }
 
-    /// Audio thread: ask for a generation. Never blocks or allocates; a full queue drops it.
-    pub fn request_from_audio(&self, request: Request) -> bool {
-        self.requests.try_send(request).is_ok()
+    /// Audio thread: ask for a generation from the parameters. An atomic store and an unpark
+    /// (atomics and at most a futex wake): no lock, no allocation.
+    pub fn request_generate_from_audio(&self) {
+        self.generate_flag.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// A generation requested by the audio thread and not yet taken by the controller.
+    pub fn generate_requested(&self) -> bool {
+        self.generate_flag.load(Ordering::SeqCst)
+    }
+
+    fn wake(&self) {
+        if let Some(thread) = self.controller.get() {
+            thread.unpark();
+        }
     }
 
     /// Any other thread.
@@ -176,7 +195,7 @@ impl Session {
             self.busy.store(true, Ordering::SeqCst);
         }
         match self.requests.try_send(request) {
-            Ok(()) => {}
+            Ok(()) => self.wake(),
             Err(TrySendError::Full(_)) => {
                 self.set_error(Some("too many requests queued; try again".into()))
             }
@@ -189,6 +208,7 @@ impl Session {
     /// Stops the controller (blocking send: a shutdown must not be dropped).
     pub fn shutdown(&self) {
         let _ = self.requests.send(Request::Shutdown);
+        self.wake();
     }
 
     pub fn set_error(&self, error: Option<String>) {
@@ -304,9 +324,13 @@ struct Running {
     generator: Generator,
     /// A generation is in flight.
     waiting: bool,
-    /// Polls that saw the worker idle without a result (errors, cancels).
-    idle_polls: u32,
+    /// Since when the worker has been seen idle without a result (errors, cancels).
+    idle_since: Option<Instant>,
 }
+
+/// How long the worker may look idle after a request before it counts as failed/cancelled
+/// (covers the moment between queueing a job and the worker picking it up).
+const IDLE_GRACE: Duration = Duration::from_millis(100);
 
 fn start_generator(session: &Session) -> Option<Running> {
     let mut options = SessionOptions::default();
@@ -319,7 +343,7 @@ fn start_generator(session: &Session) -> Option<Running> {
             Some(Running {
                 generator,
                 waiting: false,
-                idle_polls: 0,
+                idle_since: None,
             })
         }
         Err(e) => {
@@ -353,83 +377,108 @@ fn settings_for(request: &Request, session: &Session, params: &SmdimParams) -> G
 }
 
 fn controller(session: Arc<Session>, params: Arc<SmdimParams>, requests: Receiver<Request>) {
+    let _ = session.controller.set(std::thread::current());
     let mut running: Option<Running> = None;
     loop {
-        let waiting = running.as_ref().is_some_and(|r| r.waiting);
-        let received = if waiting {
-            requests.recv_timeout(Duration::from_millis(4))
+        // Everything queued, then sleep until woken (or poll a running generation).
+        loop {
+            let request = if session.generate_flag.swap(false, Ordering::SeqCst) {
+                Request::Generate
+            } else {
+                match requests.try_recv() {
+                    Ok(request) => request,
+                    Err(_) => break,
+                }
+            };
+            if request == Request::Shutdown {
+                // Dropping the generator stops its worker (cancelling a running generation).
+                drop(running);
+                return;
+            }
+            handle(request, &mut running, &session, &params);
+        }
+        if let Some(r) = running.as_mut().filter(|r| r.waiting) {
+            poll(r, &session);
+        }
+        if running.as_ref().is_some_and(|r| r.waiting) {
+            std::thread::park_timeout(Duration::from_millis(4));
         } else {
-            requests.recv().map_err(|_| RecvTimeoutError::Disconnected)
-        };
-        match received {
-            Ok(Request::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(Request::Cancel) => {
-                if let Some(r) = &running {
-                    r.generator.cancel();
-                }
+            std::thread::park();
+        }
+    }
+}
+
+fn handle(
+    request: Request,
+    running: &mut Option<Running>,
+    session: &Session,
+    params: &SmdimParams,
+) {
+    match request {
+        Request::Shutdown => {}
+        Request::Cancel => {
+            if let Some(r) = running.as_ref() {
+                r.generator.cancel();
             }
-            Ok(Request::Preload) => {
-                if running.is_none() {
-                    running = start_generator(&session);
-                }
-                if let Some(r) = &running {
-                    r.generator.preload();
-                }
+        }
+        Request::Preload => {
+            if running.is_none() {
+                *running = start_generator(session);
             }
-            Ok(request) => {
-                if running.is_none() {
-                    running = start_generator(&session);
+            if let Some(r) = running.as_ref() {
+                r.generator.preload();
+            }
+        }
+        request => {
+            if running.is_none() {
+                *running = start_generator(session);
+            }
+            let settings = settings_for(&request, session, params);
+            let Some(r) = running.as_mut() else {
+                session.busy.store(false, Ordering::SeqCst);
+                return;
+            };
+            session.set_error(None);
+            *session.requested_at.lock() = Some(Instant::now());
+            session.busy.store(true, Ordering::SeqCst);
+            match r.generator.generate(settings) {
+                Ok(()) => {
+                    r.waiting = true;
+                    r.idle_since = None;
                 }
-                let settings = settings_for(&request, &session, &params);
-                if let Some(r) = running.as_mut() {
-                    session.set_error(None);
-                    *session.requested_at.lock() = Some(Instant::now());
-                    session.busy.store(true, Ordering::SeqCst);
-                    match r.generator.generate(settings) {
-                        Ok(()) => {
-                            r.waiting = true;
-                            r.idle_polls = 0;
-                        }
-                        Err(e) => {
-                            session.set_error(Some(e.to_string()));
-                            session.busy.store(false, Ordering::SeqCst);
-                        }
-                    }
-                } else {
+                Err(e) => {
+                    session.set_error(Some(e.to_string()));
                     session.busy.store(false, Ordering::SeqCst);
                 }
             }
         }
-        if let Some(r) = running.as_mut().filter(|r| r.waiting) {
-            let shared = r.generator.shared();
-            // The worker publishes into its own handoff; adopting from there (instead of
-            // letting the audio thread read it) keeps history and playback in one place.
-            let mut finished = false;
-            while let Some(generated) = shared.handoff.take() {
-                session.adopt(generated);
-                finished = true;
-            }
-            if finished {
-                r.waiting = false;
-            } else if shared.status().phase == smdim_inference::Phase::Idle {
-                r.idle_polls += 1;
-                // Idle for a while without a result: it failed or was cancelled (the error is
-                // in the status, which the editor shows).
-                if r.idle_polls > 25 {
-                    r.waiting = false;
-                    if let Some(error) = shared.status().last_error {
-                        nice_log!("SMDIM generation failed: {error}");
-                    }
-                }
-            } else {
-                r.idle_polls = 0;
-            }
-            if !r.waiting {
-                session.busy.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Adopts a finished phrase, or notices that the generation ended without one.
+fn poll(r: &mut Running, session: &Session) {
+    let shared = r.generator.shared();
+    // The worker publishes into its own handoff; adopting from there (instead of letting the
+    // audio thread read it) keeps history and playback in one place.
+    let mut finished = false;
+    while let Some(generated) = shared.handoff.take() {
+        session.adopt(generated);
+        finished = true;
+    }
+    if finished {
+        r.waiting = false;
+    } else if shared.status().phase == smdim_inference::Phase::Idle {
+        let since = *r.idle_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > IDLE_GRACE {
+            r.waiting = false;
+            if let Some(error) = shared.status().last_error {
+                nice_log!("SMDIM generation failed: {error}");
             }
         }
+    } else {
+        r.idle_since = None;
     }
-    // Dropping the generator stops its worker (cancelling a running generation).
-    drop(running);
+    if !r.waiting {
+        session.busy.store(false, Ordering::SeqCst);
+    }
 }
