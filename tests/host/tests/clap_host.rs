@@ -589,3 +589,54 @@ fn failed_generation_keeps_playing_the_last_phrase() {
     check(&phrase, &processor, &mut sim, "after a failed generation");
     plugin.deactivate(processor);
 }
+
+#[test]
+fn playback_modes_once_and_off() {
+    let phrase = test_phrase();
+    // Once: armed in bar 0 (beat 1), the 2-bar phrase plays once from the next bar line
+    // (beat 4 = sample 72,000 here) and then nothing.
+    let mut plugin = loaded(&phrase);
+    let mut processor = plugin.activate(48_000.0, 1000);
+    let mut sim = Sim::new(48_000.0, HostTransport::playing(120.0, 1.0));
+    let once = [plugin.param_event("Playback", 0, 1.0)];
+    sim.block(&mut processor, 1000, &once);
+    while processor.sample < 500_000 {
+        sim.block(&mut processor, 1000, &[]);
+    }
+    let span = Span {
+        start: 72_000,
+        len: 192_000,
+        beat: 0.0,
+        tempo: 120.0,
+        playing: true,
+        release_at_end: true,
+    };
+    let want = expected(&phrase, 4.0, 48_000.0, &[span]);
+    let problems = compare(&as_expected(&processor.notes), &want, 1);
+    assert!(problems.is_empty(), "once: {problems:?}");
+    assert!(processor.sounding().is_empty());
+    plugin.deactivate(processor);
+
+    // Off: everything sounding stops at once, then silence.
+    let mut plugin = loaded(&phrase);
+    let mut processor = plugin.activate(48_000.0, 1000);
+    let mut sim = Sim::new(48_000.0, HostTransport::playing(120.0, 0.0));
+    for _ in 0..10 {
+        sim.block(&mut processor, 1000, &[]);
+    }
+    assert!(
+        !processor.sounding().is_empty(),
+        "the phrase's first notes sound"
+    );
+    let off = [plugin.param_event("Playback", 0, 2.0)];
+    let notes = sim.block(&mut processor, 1000, &off);
+    assert!(
+        notes.iter().all(|n| !n.on && n.sample == 10_000),
+        "{notes:?}"
+    );
+    assert!(processor.sounding().is_empty());
+    for _ in 0..300 {
+        assert!(sim.block(&mut processor, 1000, &[]).is_empty());
+    }
+    plugin.deactivate(processor);
+}
