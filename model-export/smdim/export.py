@@ -254,6 +254,25 @@ def parity_with_lib(model: Denoiser, onnx_path: Path, lib: str, L: int = 256) ->
     return float(np.abs(ref - sess.run(["logits"], {"tokens": toks.numpy()})[0]).max())
 
 
+def sampling_parity(
+    model: Denoiser, onnx_path: Path, length: int, steps: int, seeds=(0, 1)
+) -> dict:
+    """Same seed through PyTorch and onnxruntime (Scan fallback): identical tokens?"""
+    from smdim.diffusion import sample, torch_logits_fn
+
+    ort_fn = ort_logits_fn(ort_session(onnx_path))
+    same = [
+        bool(
+            (
+                sample(torch_logits_fn(model), length, steps=steps, seed=s)
+                == sample(ort_fn, length, steps=steps, seed=s)
+            ).all()
+        )
+        for s in seeds
+    ]
+    return {"tokens": length, "steps": steps, "seeds": list(seeds), "identical": same}
+
+
 def sampler_latency(
     onnx_path: Path,
     length: int,
@@ -310,6 +329,7 @@ def main(argv=None) -> None:
         lat["ort_rust_scan_op_s"] = sampler_latency(a.out, n_tok, steps, custom_ops_lib=lib)
         extra["parity_rust_op_max_abs_logit_err"] = parity_with_lib(model, a.out, lib, n_tok)
     extra["latency_python_sampler"] = lat
+    extra["sampling_parity_torch_vs_ort"] = sampling_parity(model, a.out, n_tok, steps)
     card = write_card(a.out, model, cfg, summary, metrics, extra)
     print(
         f"wrote {a.out} ({a.out.stat().st_size / 1e6:.1f} MB, "
@@ -317,6 +337,7 @@ def main(argv=None) -> None:
         f"latency {lat}"
     )
     assert err < 1e-4, f"parity failed: {err}"
+    assert all(extra["sampling_parity_torch_vs_ort"]["identical"]), "sampling parity failed"
 
 
 if __name__ == "__main__":
