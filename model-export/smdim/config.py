@@ -41,6 +41,7 @@ class TrainConfig:
     ema: float = 0.995
     grad_clip: float = 1.0
     transpose: int = 6
+    pack: bool = True  # continue windows with another piece instead of PAD (see CropSampler)
     seed: int = 0
 
 
@@ -65,10 +66,11 @@ class Config:
         m = dict(d["model"])
         if m.get("attention_blocks") is not None:
             m["attention_blocks"] = tuple(m["attention_blocks"])
+        train = {"pack": False, **d["train"]}  # runs before `pack` existed padded with PAD
         return Config(
             d["name"],
             ModelConfig(**m),
-            TrainConfig(**d["train"]),
+            TrainConfig(**train),
             DiffusionConfig(**d["diffusion"]),
         )
 

@@ -267,16 +267,21 @@ def load_tokens(split: str, path: Path = TOKENS_PATH) -> TokenSet:
 
 
 class CropSampler:
-    """Random training windows: start at a Bar token, fixed length, PAD after the piece ends,
-    random transposition that keeps every pitch inside the vocabulary's range."""
+    """Random training windows: start at a Bar token, fixed length, random transposition that
+    keeps every pitch inside the vocabulary's range. After a piece ends the window is padded with
+    PAD, or with `pack` continued by the start of another random piece (no PAD: a model trained
+    on padded windows learns a high PAD marginal that unconditional sampling then scatters)."""
 
-    def __init__(self, tokens: TokenSet, length: int, seed: int = 0, transpose: int = 6):
+    def __init__(
+        self, tokens: TokenSet, length: int, seed: int = 0, transpose: int = 6, pack: bool = False
+    ):
         v = load_vocab()
         self.pieces = tokens.pieces
         self.length = length
         self.pad = v.pad_id
         self.rng = np.random.default_rng(seed)
         self.transpose = transpose
+        self.pack = pack
         self.bars = [np.nonzero(p == v.bar_id)[0] for p in self.pieces]
         pitch = v.pitch_ids()
         self.pitch_lo, self.pitch_hi = min(pitch), max(pitch)
@@ -294,6 +299,9 @@ class CropSampler:
         piece, bars = self.pieces[i], self.bars[i]
         start = int(bars[rng.integers(len(bars))]) if len(bars) else 0
         w = piece[start : start + self.length].astype(np.int64)
+        while self.pack and len(w) < self.length:
+            nxt = self.pieces[rng.choice(len(self.pieces), p=self.p)]
+            w = np.concatenate([w, nxt[: self.length - len(w)].astype(np.int64)])
         if self.transpose:
             is_pitch = (w >= self.pid_lo) & (w <= self.pid_hi)
             if is_pitch.any():

@@ -103,6 +103,7 @@ def train(
         cfg.train.seq_len,
         seed=cfg.train.seed + step,
         transpose=cfg.train.transpose,
+        pack=cfg.train.pack,
     )
     valid = fixed_valid_batches(cfg, cfg.train.eval_batches)
     T = 1000

@@ -123,3 +123,14 @@ def test_golden_vectors_decode_to_expected_notes():
         exp = sorted((e["start"], e["length"], e["pitch"]) for e in g["notes"])
         assert got == exp, f.name
         assert sum(t == "Bar_None" for t in g["tokens"]) == g["bars"], f.name
+
+
+def test_crop_sampler_packs_instead_of_padding():
+    v = load_vocab()
+    ts = data.load_tokens("valid")
+    long = 4 * max(len(p) for p in ts.pieces[:50])
+    padded = data.CropSampler(ts, long, seed=1, transpose=0).batch(4)
+    packed = data.CropSampler(ts, long, seed=1, transpose=0, pack=True).batch(4)
+    assert (padded == v.pad_id).any()
+    assert not (packed == v.pad_id).any()
+    assert ((packed == v.bar_id).sum(1) > (padded == v.bar_id).sum(1)).all()
