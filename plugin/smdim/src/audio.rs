@@ -63,7 +63,10 @@ pub struct Audio {
     events: EventBuffer,
     /// A retired phrase the session's retire queue had no room for; retried every block.
     backlog: Option<Playing>,
-    generate_was_on: bool,
+    /// The Generate parameter as last seen; `None` until the first block after activation or a
+    /// state load, whose value never counts as an edge (a project saved with Generate on must
+    /// not generate again when it is reopened).
+    generate_was_on: Option<bool>,
     /// Channel the sounding notes were sent on.
     channel: u8,
     /// Song position where the previous block ended (see [`Audio::smooth`]).
@@ -80,7 +83,7 @@ impl Default for Audio {
             scheduler: Scheduler::new(),
             events: EventBuffer::default(),
             backlog: None,
-            generate_was_on: false,
+            generate_was_on: None,
             channel: 0,
             predicted: None,
         }
@@ -88,9 +91,9 @@ impl Default for Audio {
 }
 
 impl Audio {
-    /// After activation: remember the trigger's level so a saved "on" does not fire.
-    pub fn reset(&mut self, generate_on: bool) {
-        self.generate_was_on = generate_on;
+    /// After activation: the next block's Generate value is a starting point, not an edge.
+    pub fn reset(&mut self) {
+        self.generate_was_on = None;
     }
 
     fn retire(&mut self, session: &Session, phrase: Playing) {
@@ -119,10 +122,13 @@ impl Audio {
         params: BlockParams,
         io: &mut impl NoteIo<S>,
     ) {
-        if params.generate && !self.generate_was_on {
+        if session.take_state_loaded() {
+            self.generate_was_on = None;
+        }
+        if params.generate && self.generate_was_on == Some(false) {
             session.request_generate_from_audio();
         }
-        self.generate_was_on = params.generate;
+        self.generate_was_on = Some(params.generate);
 
         if let Some(phrase) = self.backlog.take() {
             self.retire(session, phrase);
@@ -391,6 +397,34 @@ mod tests {
             "the audio thread uses no channel"
         );
         assert!(session.transport.playhead.load(Ordering::Relaxed) >= 0.0);
+    }
+
+    #[test]
+    fn generate_fires_on_edges_only_not_on_restored_levels() {
+        let block = |audio: &mut Audio, session: &Session, generate: bool| {
+            let mut p = params();
+            p.generate = generate;
+            let t = Transport::playing_at(48_000.0, 120.0, 0.0);
+            audio.process(session, &t, 64, p, &mut TestIo::default());
+        };
+        // A level of "on" in the first block after activation is not an edge.
+        let (session, _r) = Session::new();
+        let mut audio = Audio::default();
+        audio.reset();
+        block(&mut audio, &session, true);
+        block(&mut audio, &session, true);
+        assert!(!session.generate_requested());
+        block(&mut audio, &session, false);
+        block(&mut audio, &session, true);
+        assert!(session.generate_requested(), "off → on fires");
+
+        // A state load (project reopened with Generate saved on) is not an edge either.
+        let (session, _r) = Session::new();
+        let mut audio = Audio::default();
+        block(&mut audio, &session, false);
+        session.load_state(crate::state::SavedState::new());
+        block(&mut audio, &session, true);
+        assert!(!session.generate_requested());
     }
 
     #[test]

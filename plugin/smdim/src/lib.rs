@@ -106,6 +106,9 @@ impl Plugin for Smdim {
     const MIDI_OUTPUT: MidiConfig = MidiConfig::MidiCCs;
     // Must stay false: see ../shared/STACK.md, trap (2) (positions of mid-block transport events).
     const SAMPLE_ACCURATE_AUTOMATION: bool = false;
+    // Room for a burst of host events without the wrapper allocating on the audio thread (Ardour
+    // restoring a session sends more than nice-plug's default 1024).
+    const INPUT_EVENT_CAPACITY: usize = 4096;
 
     type SysExMessage = ();
     type BackgroundTask = ();
@@ -129,7 +132,12 @@ impl Plugin for Smdim {
     }
 
     fn reset(&mut self) {
-        self.audio.reset(self.params.generate.value());
+        self.audio.reset();
+    }
+
+    fn filter_state(state: &mut PluginState) {
+        // Generate is a trigger: a saved "on" must not fire when the project is reopened.
+        state.params.remove("generate");
     }
 
     fn process(

@@ -104,6 +104,8 @@ pub struct Session {
     generate_flag: AtomicBool,
     /// The controller thread, to wake it.
     controller: OnceLock<Thread>,
+    /// A state was loaded: the audio thread takes the Generate parameter's level afresh.
+    state_loaded: AtomicBool,
 }
 
 /// The `#[persist]` field: serialises the session's [`SavedState`]; loading one replaces the
@@ -147,6 +149,7 @@ impl Session {
             requested_at: Mutex::new(None),
             generate_flag: AtomicBool::new(false),
             controller: OnceLock::new(),
+            state_loaded: AtomicBool::new(false),
         });
         (session, receiver)
     }
@@ -266,8 +269,14 @@ impl Session {
         }
     }
 
+    /// Audio thread: whether a state was loaded since the last call.
+    pub fn take_state_loaded(&self) -> bool {
+        self.state_loaded.swap(false, Ordering::SeqCst)
+    }
+
     /// A state from the host (project load, preset).
     pub fn load_state(&self, new_state: SavedState) {
+        self.state_loaded.store(true, Ordering::SeqCst);
         let mut state = self.state.write();
         *state = new_state;
         if let Some(current) = state.current().cloned() {

@@ -35,3 +35,4 @@ for i = 0, n - 1 do
   print ("SMDIM_NOTE", buf[i * 2 + 1], buf[i * 2 + 2])
 end
 print ("SMDIM_COUNT", n)
+Session:save_state ("", false, false, false, false, false)

@@ -450,13 +450,16 @@ fn generate_via_parameter_then_state_recall_plays_identically() {
     let sample_rate = 48_000.0;
     let mut processor = a.activate(sample_rate, 512);
     // Settings the embedded test model can fit: 1 bar, lowest density, few steps.
-    let mut setup = vec![
+    let setup = [
         a.param_event("Bars", 0, 0.0),
         a.param_event("Density", 0, 0.0),
         a.param_event("Diffusion steps", 0, 7.0),
-        a.param_event("Generate", 0, 1.0),
+        a.param_event("Generate", 0, 0.0),
     ];
     let mut sim = Sim::new(sample_rate, HostTransport::playing(120.0, 0.0));
+    sim.block(&mut processor, 512, &setup);
+    // The trigger's rising edge (the first block only set its level).
+    let mut setup = vec![a.param_event("Generate", 0, 1.0)];
     let started = Instant::now();
     let mut first_note = None;
     while started.elapsed() < Duration::from_secs(60) {
@@ -473,11 +476,16 @@ fn generate_via_parameter_then_state_recall_plays_identically() {
     eprintln!(
         "Generate → first note: {first_note:?} (includes loading ONNX Runtime and the model)"
     );
-    let reset = [a.param_event("Generate", 0, 0.0)];
-    sim.block(&mut processor, 512, &reset);
+    // Saved with Generate still on: reopening must not generate again.
+    sim.block(&mut processor, 512, &[]);
     a.deactivate(processor);
 
     let state = a.save_state();
+    let saved: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    assert_eq!(
+        saved["params"]["generate"]["bool"], true,
+        "saved with Generate on"
+    );
     let phrase = phrase_in_state(&state).expect("the saved state holds the generated phrase");
     assert!(!phrase.notes.is_empty());
     assert_eq!(phrase.bars, 1);
@@ -575,10 +583,14 @@ fn failed_generation_keeps_playing_the_last_phrase() {
     let request = [
         plugin.param_event("Bars", 0, 15.0),
         plugin.param_event("Density", 0, 1.0),
-        plugin.param_event("Generate", 0, 1.0),
     ];
     assert_eq!(plugin.param("Bars").2, 15.0, "Bars: 16 values");
     sim.block(&mut processor, 1024, &request);
+    sim.block(
+        &mut processor,
+        1024,
+        &[plugin.param_event("Generate", 0, 1.0)],
+    );
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) {
         sim.block(&mut processor, 1024, &[]);

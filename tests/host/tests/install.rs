@@ -48,9 +48,13 @@ fn installed_bundles_find_their_onnx_runtime() {
         plugin.param_event("Bars", 0, 0.0),
         plugin.param_event("Density", 0, 0.0),
         plugin.param_event("Diffusion steps", 0, 7.0),
-        plugin.param_event("Generate", 0, 1.0),
     ];
     sim.block(&mut processor, 512, &setup);
+    sim.block(
+        &mut processor,
+        512,
+        &[plugin.param_event("Generate", 0, 1.0)],
+    );
     let started = Instant::now();
     while phrase_in_state(&plugin.save_state()).is_none() {
         assert!(started.elapsed() < Duration::from_secs(60), "no phrase");

@@ -2,11 +2,35 @@
 //! and describes the bundle, then an `ardour7-lua` session with the Dummy backend puts SMDIM on
 //! a MIDI track, presses Generate through the parameter and records the note-ons that come out
 //! (tests/host/ardour/). They must sit exactly on the phrase grid (1/8 beat at 120 bpm, 48 kHz:
-//! 3,000 samples) and repeat every bar (the 1-bar phrase loops), i.e. play in sync.
+//! 3,000 samples) and repeat every bar (the 1-bar phrase loops), i.e. play in sync. Then the
+//! saved session is reopened in a new Ardour process: the restored plugin state plays the same
+//! bar, without generating.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
+
+/// Note-ons printed by the Ardour scripts, as (absolute sample, key).
+fn notes_in(text: &str) -> Vec<(u64, u8)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("SMDIM_NOTE"))
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            let sample = parts.next().unwrap().parse().unwrap();
+            let key = parts.next().unwrap().parse().unwrap();
+            (sample, key)
+        })
+        .collect()
+}
+
+/// The notes of bar `n` as (offset in the bar, key).
+fn bar(notes: &[(u64, u8)], n: u64) -> BTreeSet<(u64, u8)> {
+    notes
+        .iter()
+        .filter(|(s, _)| s / 96_000 == n)
+        .map(|(s, k)| (s % 96_000, *k))
+        .collect()
+}
 
 #[test]
 fn vst3_scans_and_plays_in_sync_in_ardour() {
@@ -83,16 +107,7 @@ fn vst3_scans_and_plays_in_sync_in_ardour() {
         !text.contains("Error:"),
         "the Ardour session script failed:\n{text}"
     );
-    let notes: Vec<(u64, u8)> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("SMDIM_NOTE"))
-        .map(|l| {
-            let mut parts = l.split_whitespace();
-            let sample = parts.next().unwrap().parse().unwrap();
-            let key = parts.next().unwrap().parse().unwrap();
-            (sample, key)
-        })
-        .collect();
+    let notes = notes_in(&text);
     assert!(
         text.contains("SMDIM_RATE\t48000") || text.contains("SMDIM_RATE 48000"),
         "{text}"
@@ -110,18 +125,37 @@ fn vst3_scans_and_plays_in_sync_in_ardour() {
     let first_bar = notes[0].0 / 96_000;
     let last_bar = notes.last().unwrap().0 / 96_000;
     assert!(last_bar > first_bar + 1, "several bars played: {notes:?}");
-    let bar = |n: u64| -> BTreeSet<(u64, u8)> {
-        notes
-            .iter()
-            .filter(|(s, _)| s / 96_000 == n)
-            .map(|(s, k)| (s % 96_000, *k))
-            .collect()
-    };
     // The phrase arrives at a bar line; compare the complete bars after it.
-    let reference = bar(first_bar + 1);
+    let reference = bar(&notes, first_bar + 1);
     assert!(!reference.is_empty());
     for n in first_bar + 2..last_bar {
-        assert_eq!(bar(n), reference, "bar {n} differs: {notes:?}");
+        assert_eq!(bar(&notes, n), reference, "bar {n} differs: {notes:?}");
+    }
+
+    // Reopen the saved session in a fresh Ardour: the plugin state brings the phrase back.
+    let mut session = Command::new("ardour7-lua");
+    env(&mut session);
+    let out = session
+        .env("SMDIM_ARDOUR_SESSION", home.join("session"))
+        .env("SMDIM_ARDOUR_SECONDS", "5")
+        .arg(root.join("tests/host/ardour/replay.lua"))
+        .output()
+        .expect("ardour7-lua runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !text.contains("Error:"),
+        "the replay script failed:\n{text}"
+    );
+    let replayed = notes_in(&text);
+    assert!(replayed.len() >= 2, "the reloaded plugin plays: {text}");
+    let last = replayed.last().unwrap().0 / 96_000;
+    for n in 0..last {
+        assert_eq!(
+            bar(&replayed, n),
+            reference,
+            "replayed bar {n}: {replayed:?}"
+        );
     }
     let _ = std::fs::remove_dir_all(&home);
 }
