@@ -84,13 +84,35 @@ impl SmdimEditor {
         };
         let phrase = &current.phrase;
         let total = phrase.length_ticks().max(1) as f32;
+        // At least two octaves around the notes, so a sparse phrase still reads as a roll.
         let (lo, hi) = match (phrase.lowest_pitch(), phrase.highest_pitch()) {
-            (Some(lo), Some(hi)) => (lo.saturating_sub(2), hi.saturating_add(2).min(127)),
+            (Some(lo), Some(hi)) => {
+                let (mut lo, mut hi) = (lo.saturating_sub(2) as i32, (hi as i32 + 2).min(127));
+                while hi - lo < 24 {
+                    lo = (lo - 1).max(0);
+                    hi = (hi + 1).min(127);
+                }
+                (lo as u8, hi as u8)
+            }
             _ => (48, 84),
         };
         let rows = (hi - lo + 1) as f32;
         let x_of = |tick: f32| rect.left() + tick / total * rect.width();
         let y_of = |pitch: u8| rect.bottom() - (pitch - lo + 1) as f32 / rows * rect.height();
+        // Black-key rows a little darker.
+        for pitch in lo..=hi {
+            if matches!(pitch % 12, 1 | 3 | 6 | 8 | 10) {
+                let y = y_of(pitch);
+                painter.rect_filled(
+                    Rect::from_min_max(
+                        Pos2::new(rect.left(), y),
+                        Pos2::new(rect.right(), y + rect.height() / rows),
+                    ),
+                    0.0,
+                    Color32::from_rgb(19, 20, 25),
+                );
+            }
+        }
         // Beat and bar lines.
         let ts = phrase.time_signature;
         let beat = ts.beat_ticks();
