@@ -3,7 +3,7 @@
 # host test (CLAP host, editor under Xvfb, install, VST3 in Ardour, measurements).
 #
 # Debian packages (besides a Rust toolchain):
-#   xvfb xdotool x11-apps imagemagick libgl1-mesa-dri libglx-mesa0 libegl-mesa0
+#   xvfb xdotool x11-apps imagemagick libegl1 libegl-mesa0 libgl1-mesa-dri
 #   libxkbcommon-x11-0 libx11-xcb1            (editor smoke test)
 #   ardour                                    (VST3 in Ardour 7, headless)
 # The ONNX Runtime library comes from `cargo xtask fetch-ort` (run by the bundle step if missing).

@@ -1,8 +1,8 @@
 //! The editor under a virtual X server: opens through the CLAP gui extension embedded in a host
 //! window, renders something (screenshot), and a synthetic click on Generate produces a phrase.
 //!
-//! Starts its own `Xvfb` (Debian packages: xvfb, xdotool, x11-apps for xwd, imagemagick,
-//! libgl1-mesa-dri, libegl-mesa0, libglx-mesa0, libxkbcommon-x11-0, libx11-xcb1). The screenshot
+//! Starts its own `Xvfb` (Debian packages: xvfb, xdotool, x11-apps for xwd, imagemagick, libegl1,
+//! libegl-mesa0 and libgl1-mesa-dri (software EGL), libxkbcommon-x11-0, libx11-xcb1). The screenshot
 //! after generation is written to `target/editor-test/editor.png` (and to `$SMDIM_SCREENSHOT`
 //! when set, e.g. `docs/editor.png`).
 
