@@ -192,7 +192,7 @@ def write_card(
             "mask_id": v.mask_id,
             "pad_id": v.pad_id,
             "bar_id": v.bar_id,
-            "never_sample": ["MASK_None", "BOS_None", "EOS_None"],
+            "never_sample": ["MASK_None", "BOS_None", "EOS_None", "PAD_None"],
         },
         "length": {
             "multiple_of": model.cfg.stride,
