@@ -172,6 +172,11 @@ impl Denoiser {
         provider: Provider,
         options: &SessionOptions,
     ) -> Result<Session, String> {
+        // ONNX Runtime registers a session's custom-op domain in a process-wide schema registry;
+        // two sessions built at the same moment (two plugin instances loading together) race
+        // there ("domain is already exist"). One session build at a time.
+        static BUILD: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+        let _one_at_a_time = BUILD.lock();
         let build = || -> Result<Session, String> {
             let mut builder = Session::builder(environment).map_err(|e| e.to_string())?;
             if options.native_scan {

@@ -1,10 +1,10 @@
 //! The model embedded in the plugin binary, so a plugin bundle is self-contained.
 //!
 //! **Build-time switch**: [`EMBEDDED_MODEL`] names the `.onnx` (and its `.card.json`) relative to
-//! the workspace root. The shipped model `models/smdim-default` is still being trained, so this
-//! build embeds the engine's *test* model (`tiny`, which only fits phrases of up to 64 tokens:
-//! 1–2 bars at low density). Switch the path in `embedded_model!` to
-//! `"models/smdim-default"` and [`IS_TEST_MODEL`] to `false` once the real model is committed.
+//! the workspace root: the shipped model `models/smdim-default`. For a build with the engine's
+//! small test model instead, set the path in `embedded_model!` to
+//! `"plugin/inference/tests/data/tiny"` (fits only 64 tokens: 1–2 bars at low density) and
+//! [`IS_TEST_MODEL`] to `true` (the editor then says so).
 //!
 //! `SMDIM_MODEL=/path/to/model.onnx` (card beside it) overrides the embedded model at run time.
 
@@ -14,14 +14,14 @@ use smdim_inference::ModelSource;
 
 macro_rules! embedded_model {
     () => {
-        "plugin/inference/tests/data/tiny"
+        "models/smdim-default"
     };
 }
 
 /// Workspace-relative path (without extension) of the embedded model.
 pub const EMBEDDED_MODEL: &str = embedded_model!();
 /// True while [`EMBEDDED_MODEL`] is the engine's test model (the editor says so).
-pub const IS_TEST_MODEL: bool = true;
+pub const IS_TEST_MODEL: bool = false;
 
 static ONNX: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -78,10 +78,10 @@ fn generates_keeps_history_and_errors_leave_the_phrase_playing() {
     assert!(Arc::ptr_eq(&session.inbox.take().unwrap(), &third));
     assert!(!session.step(1));
 
-    // A request the model cannot fit fails with a message; the phrase stays.
+    // A request the model cannot serve (7/8 has no token in the vocabulary) fails with a
+    // message; the phrase stays.
     session.request(Request::Settings(GenerationSettings {
-        bars: 16,
-        density: 4.0,
+        time_signature: TimeSignature::new(7, 8).unwrap(),
         ..small(3)
     }));
     wait_idle(&session);
@@ -108,4 +108,26 @@ fn generates_keeps_history_and_errors_leave_the_phrase_playing() {
 
     session.shutdown();
     handle.join().unwrap();
+}
+
+#[test]
+fn instances_loading_at_the_same_moment_all_generate() {
+    // Several plugin instances in one process load the model at once (a project opening).
+    let instances: Vec<_> = (0..4).map(|_| start()).collect();
+    for (i, (session, _)) in instances.iter().enumerate() {
+        session.request(Request::Settings(small(10 + i as u64)));
+    }
+    for (session, _) in &instances {
+        wait_idle(session);
+    }
+    for (i, (session, handle)) in instances.into_iter().enumerate() {
+        assert!(
+            session.error().is_none(),
+            "instance {i}: {:?}",
+            session.error()
+        );
+        assert_eq!(session.current().unwrap().settings.seed, 10 + i as u64);
+        session.shutdown();
+        handle.join().unwrap();
+    }
 }
