@@ -584,7 +584,11 @@ fn failed_generation_keeps_playing_the_last_phrase() {
     start.denominator = 8;
     let mut sim = Sim::new(48_000.0, start);
     sim.block(&mut processor, 1024, &[]);
-    sim.block(&mut processor, 1024, &[plugin.param_event("Generate", 0, 1.0)]);
+    sim.block(
+        &mut processor,
+        1024,
+        &[plugin.param_event("Generate", 0, 1.0)],
+    );
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) {
         sim.block(&mut processor, 1024, &[]);

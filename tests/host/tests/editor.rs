@@ -116,15 +116,10 @@ fn editor_opens_renders_and_generate_click_produces_a_phrase() {
     std::fs::create_dir_all(&out_dir).unwrap();
 
     let mut plugin = Plugin::new();
-    // Settings the embedded test model can fit (1 bar, lowest density, 8 steps).
+    // The plugin's default settings (4 bars, density 1, 16 steps).
     let mut processor = plugin.activate(48_000.0, 512);
     let mut sim = Sim::new(48_000.0, HostTransport::playing(120.0, 0.0));
-    let setup = [
-        plugin.param_event("Bars", 0, 0.0),
-        plugin.param_event("Density", 0, 0.0),
-        plugin.param_event("Diffusion steps", 0, 7.0),
-    ];
-    sim.block(&mut processor, 512, &setup);
+    sim.block(&mut processor, 512, &[]);
 
     // The host window the editor embeds into.
     let (conn, screen_num) = x11rb::connect(Some(&display)).expect("X connection");
