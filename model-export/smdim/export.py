@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -321,7 +322,8 @@ def main(argv=None) -> None:
     metrics = json.loads(a.metrics.read_text()) if a.metrics else None
     steps = cfg.diffusion.sample_steps
     n_tok = min(256, model.cfg.max_len)
-    lat = {"tokens": n_tok, "steps": steps, "threads": 2}
+    # the machine may be shared: record its load so the latency can be read correctly
+    lat = {"tokens": n_tok, "steps": steps, "threads": 2, "load_avg_1min": os.getloadavg()[0]}
     lat["ort_scan_fallback_s"] = sampler_latency(a.out, n_tok, steps)
     extra = {"parity_max_abs_logit_err": err}
     if a.ops_lib.exists():
