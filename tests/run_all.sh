@@ -8,8 +8,11 @@ cd "$ROOT"
 step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "Debian packages"
+# g++: the PyTorch scan extension; xvfb..libx11-xcb1: the editor test under Xvfb; ardour: the
+# VST3 test in a real host.
 need=()
-for pkg in g++ python3-venv; do
+for pkg in g++ python3-venv xvfb xdotool x11-apps imagemagick libegl1 libegl-mesa0 libgl1-mesa-dri \
+    libxkbcommon-x11-0 libx11-xcb1 ardour; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})) && command -v apt-get >/dev/null; then
@@ -34,7 +37,10 @@ step "Rust format and lint"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 
-step "Rust tests"
+step "Plugin bundles (cargo xtask bundle)"
+cargo xtask bundle smdim --release
+
+step "Rust tests (engine, inference, CLI, plugin, CLAP host, editor, Ardour)"
 cargo test --workspace --release
 
 step "all tests passed"

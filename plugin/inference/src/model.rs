@@ -129,7 +129,10 @@ pub fn default_model_path() -> Option<PathBuf> {
         candidates.push(dir.join("smdim-default.onnx"));
     }
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/smdim-default.onnx"));
-    candidates.into_iter().find(|p| p.is_file()).map(|p| p.canonicalize().unwrap_or(p))
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .map(|p| p.canonicalize().unwrap_or(p))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -49,7 +49,10 @@ fn measurements() {
     assert!(times[4] < Duration::from_millis(50));
     // Lazy: instantiating (this process has made nine instances) loaded no ONNX Runtime.
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    assert!(!maps.contains("libonnxruntime"), "ONNX Runtime loaded at instantiation");
+    assert!(
+        !maps.contains("libonnxruntime"),
+        "ONNX Runtime loaded at instantiation"
+    );
 
     // Process cost, 48 kHz, 512-sample blocks (10.67 ms of audio each).
     let phrase = dense_phrase();
