@@ -13,7 +13,8 @@
 //!   clamped into the block.
 //! - A host position that differs from the expected one by more than [`RELOCATE_THRESHOLD`]
 //!   beats is a relocation: every sounding note is released at sample 0. Hosts quantise
-//!   positions (Ardour: 1/1920 beat), so smaller differences are ignored.
+//!   positions (Ardour: 1/1920 beat): differences up to half the threshold are taken as
+//!   rounding and the scheduler continues its own timeline, so onsets stay sample-exact.
 //! - Stop, relocation, a loop wrap (also one inside a block), a phrase change, mode Off and
 //!   deactivation release every sounding note. Every note-on gets exactly one note-off.
 //! - Garbage transport (NaN, zero or absurd tempo, sample rate or position) plays nothing and
@@ -373,21 +374,29 @@ impl<P: Borrow<Phrase>> Scheduler<P> {
             bar,
             block_len,
         };
-        let pos = transport.pos_beats;
+        let threshold = RELOCATE_THRESHOLD.max(2.0 / grid.spq);
+        let reported = transport.pos_beats;
+        // Hosts report rounded positions (Ardour: to 1/1920 beat, up to ±6 samples at 120 bpm
+        // and 48 kHz). A difference within half the relocation threshold is that rounding: the
+        // timeline continues from where the previous block ended, so onsets stay
+        // sample-exact. A larger one (drift) follows the host without releasing notes; beyond
+        // the threshold it is a relocation.
+        let (pos, start) = match self.expected {
+            Some((host_pos, owned_from)) if (host_pos - reported).abs() <= threshold => {
+                let rounding = (host_pos - reported).abs() <= threshold / 2.0;
+                (if rounding { host_pos } else { reported }, owned_from)
+            }
+            _ => {
+                self.release_all_at(0, out);
+                (reported, reported)
+            }
+        };
 
         // Sample offsets round to nearest, so this block owns the beats whose rounded sample is
         // in [0, block_len): up to half a sample before its end. The next block continues from
         // exactly there, so no onset is skipped or played twice whatever the rounding.
         let host_end = pos + block_len as f64 / grid.spq;
         let own_end = pos + (block_len as f64 - 0.5) / grid.spq;
-        let threshold = RELOCATE_THRESHOLD.max(2.0 / grid.spq);
-        let start = match self.expected {
-            Some((host_pos, owned_from)) if (host_pos - pos).abs() <= threshold => owned_from,
-            _ => {
-                self.release_all_at(0, out);
-                pos
-            }
-        };
         if matches!(self.pending, Some((_, SwitchMode::Immediately))) || self.current.is_none() {
             self.release_all_at(0, out);
             self.switch_phrase();

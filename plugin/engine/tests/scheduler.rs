@@ -190,6 +190,23 @@ fn tiny_position_jitter_is_not_a_relocation() {
 }
 
 #[test]
+fn quantised_host_positions_keep_onsets_sample_exact() {
+    // Ardour rounds positions to 1/1920 beat: 12.5 samples at 120 bpm and 48 kHz.
+    let phrase = four_four(
+        1,
+        &[(0, Q / 4, 60), (Q / 3, Q / 4, 62), (7 * Q / 5, Q / 4, 64)],
+    );
+    let mut host = Host::new(Transport::playing_at(48_000.0, 120.0, 0.0), phrase.clone());
+    for _ in 0..500 {
+        host.block(1001);
+        let exact = host.sample as f64 / 24_000.0;
+        host.transport.pos_beats = (exact * 1920.0).round() / 1920.0;
+    }
+    assert_exact_onsets(&host, &phrase, 0.0);
+    host.finish();
+}
+
+#[test]
 fn new_phrase_takes_over_at_the_next_bar_line() {
     let old = four_four(1, &[(0, 4 * Q, 60), (2 * Q, 2 * Q, 62)]);
     let new = four_four(1, &[(0, Q, 72), (Q, Q, 74)]);

@@ -69,13 +69,7 @@ pub struct Audio {
     generate_was_on: Option<bool>,
     /// Channel the sounding notes were sent on.
     channel: u8,
-    /// Song position where the previous block ended (see [`Audio::smooth`]).
-    predicted: Option<f64>,
 }
-
-/// Host position differences treated as the host's rounding, in quarter notes: half the
-/// scheduler's relocation threshold, so drift corrected here is never taken for a jump.
-pub const SMOOTH_TOLERANCE: f64 = smdim_engine::scheduler::RELOCATE_THRESHOLD / 2.0;
 
 impl Default for Audio {
     fn default() -> Self {
@@ -85,7 +79,6 @@ impl Default for Audio {
             backlog: None,
             generate_was_on: None,
             channel: 0,
-            predicted: None,
         }
     }
 }
@@ -146,7 +139,6 @@ impl Audio {
             self.channel = params.channel;
         }
         self.scheduler.set_mode(params.mode);
-        let transport = &self.smooth(transport, block_len);
         self.scheduler
             .process(transport, block_len, &mut self.events);
         if self.backlog.is_none() {
@@ -183,31 +175,6 @@ impl Audio {
         self.events.clear();
 
         self.update_view(session, transport);
-    }
-
-    /// Undoes the host's quantisation of the song position while the transport runs on:
-    /// when the host position is within [`SMOOTH_TOLERANCE`] of where the previous block ended,
-    /// that end is used instead. Hosts report beats rounded (Ardour: to 1/1920 beat, up to
-    /// ±6 samples at 120 bpm and 48 kHz); continuing from the previous block keeps every note
-    /// sample-exact. A larger difference (relocation, loop wrap, tempo ramp drift) takes the
-    /// host's position as is, and stays below the scheduler's relocation threshold when it is
-    /// only drift.
-    fn smooth(&mut self, transport: &Transport, block_len: u32) -> Transport {
-        let mut t = *transport;
-        let spq = t.sample_rate * 60.0 / t.tempo;
-        let usable = t.playing && t.pos_beats.is_finite() && spq.is_finite() && spq > 0.0;
-        if !usable {
-            self.predicted = None;
-            return t;
-        }
-        if let Some(predicted) = self.predicted {
-            if (t.pos_beats - predicted).abs() <= SMOOTH_TOLERANCE {
-                t.pos_beats = predicted;
-            }
-        }
-        let next = t.pos_beats + block_len as f64 / spq;
-        self.predicted = next.is_finite().then_some(next);
-        t
     }
 
     fn update_view(&self, session: &Session, transport: &Transport) {
