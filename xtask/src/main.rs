@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: build chores that need more than cargo.
 //!
-//! - `demo`: build the `smdim` CLI in release and run the main job.
+//! - `demo`: the main job: fetch ONNX Runtime, build the CLI, generate an 8-bar phrase with the
+//!   shipped model, bundle the plugin.
 //! - `fetch-ort [--platform P] [--wheel FILE]`: the ONNX Runtime library from the PyPI wheel
 //!   (sha256-pinned) into `target/onnxruntime/<platform>/` (see `fetch_ort.rs`).
 //! - `build-ops`: the `smdim::SelectiveScan` custom-op library into `target/ops/`
@@ -37,7 +38,10 @@ fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// The main job: the ONNX Runtime library, the CLI, an 8-bar phrase from the shipped model,
+/// and the plugin bundles.
 fn demo(root: &Path) -> Result<()> {
+    fetch_ort::main(root, &[])?;
     run(Command::new(env!("CARGO")).current_dir(root).args([
         "build",
         "--release",
@@ -47,13 +51,21 @@ fn demo(root: &Path) -> Result<()> {
     let smdim = root.join("target/release/smdim");
     let out_dir = root.join("target/demo");
     std::fs::create_dir_all(&out_dir)?;
-    let mid = out_dir.join("jig.mid");
+    let mid = out_dir.join("phrase.mid");
     run(Command::new(&smdim)
-        .arg("tokens-to-midi")
-        .arg(root.join("vocab/golden/jig_6_8.json"))
-        .arg("--out")
+        .args([
+            "generate", "--bars", "8", "--tempo", "120", "--seed", "7", "--out",
+        ])
         .arg(&mid))?;
-    run(Command::new(&smdim).arg("midi-info").arg(&mid))
+    run(Command::new(&smdim).arg("midi-info").arg(&mid))?;
+    bundle::bundle(root, &["smdim".to_string(), "--release".to_string()])?;
+    println!(
+        "\nphrase: {}\nplugin: {} and {} (`cargo xtask install` copies them to your plugin folders)",
+        mid.display(),
+        root.join("target/bundled/SMDIM.clap").display(),
+        root.join("target/bundled/SMDIM.vst3").display()
+    );
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -68,7 +80,7 @@ fn main() -> Result<()> {
         None | Some("help") | Some("--help") => {
             println!(
                 "usage: cargo xtask <command>\n\ncommands:\n  \
-                 demo       build the smdim CLI and run the main job\n  \
+                 demo       the main job: ONNX Runtime, CLI, an 8-bar phrase, the plugin bundles\n  \
                  fetch-ort  [--platform linux|linux-aarch64|windows|macos-arm64] [--wheel FILE]\n             \
                  the ONNX Runtime {} library from PyPI into target/onnxruntime/<platform>/\n  \
                  build-ops  the smdim custom-op library into target/ops/\n  \

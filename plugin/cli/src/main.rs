@@ -173,10 +173,10 @@ fn generate(args: GenerateArgs) -> Result<()> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     let phrase = &generated.phrase;
     println!(
-        "model {} ({} tokens, scan: {}), provider {}, {} steps ({} denoiser calls), generated in {:.0} ms (load {:.0} ms)",
+        "model {} ({} tokens, SelectiveScan: {}), provider {}, {} steps ({} denoiser calls), generated in {:.0} ms (load {:.0} ms)",
         model_path.display(),
         generated.tokens.len(),
-        if args.no_native_scan { "ONNX Scan fallback" } else { "native kernel" },
+        if args.no_native_scan { "ONNX Scan function" } else { "native kernel registered" },
         generated.provider,
         generated.steps,
         generated.denoiser_calls,
