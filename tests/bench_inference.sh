@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Inference benchmark table: denoiser forward and whole-sampling latency at 256-2048 tokens,
+# Inference benchmark tables: the scan op alone (ours vs ONNX Scan), then denoiser forward and whole-sampling latency at 256-2048 tokens,
 # native scan kernel vs ONNX Scan fallback vs PyTorch eager, same weights, same machine, one run.
 # Usage: tests/bench_inference.sh [threads]   (after tests/run_all.sh or setup_venv + fetch-ort)
 set -euo pipefail
@@ -9,5 +9,7 @@ THREADS="${1:-2}"
 OUT="$ROOT/target/bench"
 mkdir -p "$OUT"
 cargo build --release -p smdim-cli
+cargo xtask build-ops
+(cd model-export && .venv/bin/python ../tests/bench/scan_op.py "$ROOT/target/ops/libsmdim_scan_op.so")
 (cd model-export && .venv/bin/python ../tests/bench/torch_reference.py --out "$OUT" --threads "$THREADS")
 target/release/smdim bench --model "$OUT/bench.onnx" --torch "$OUT/torch.json" --threads "$THREADS"

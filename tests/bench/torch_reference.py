@@ -34,15 +34,29 @@ def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     cfg = get_config(args.config)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, max_len=max(args.lengths), dropout=0.0))
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, max_len=max(args.lengths), dropout=0.0)
+    )
     model = Denoiser(cfg.model).eval()
     onnx_path = export_onnx(model, args.out / "bench.onnx")
-    card = write_card(onnx_path, model, dataclasses.replace(cfg, diffusion=dataclasses.replace(cfg.diffusion, sample_steps=args.steps)),
-                      {"note": "untrained, for latency benchmarks only"}, None)
+    card = write_card(
+        onnx_path,
+        model,
+        dataclasses.replace(
+            cfg, diffusion=dataclasses.replace(cfg.diffusion, sample_steps=args.steps)
+        ),
+        {"note": "untrained, for latency benchmarks only"},
+        None,
+    )
 
     fn = torch_logits_fn(model)
-    results = {"config": args.config, "threads": args.threads, "steps": args.steps,
-               "params": sum(p.numel() for p in model.parameters()), "lengths": {}}
+    results = {
+        "config": args.config,
+        "threads": args.threads,
+        "steps": args.steps,
+        "params": sum(p.numel() for p in model.parameters()),
+        "lengths": {},
+    }
     for length in args.lengths:
         tokens = torch.randint(0, cfg.model.vocab_size, (1, length))
         with torch.no_grad():
@@ -55,8 +69,12 @@ def main() -> None:
         t0 = time.perf_counter()
         sample(fn, length, steps=args.steps, seed=1)
         phrase = time.perf_counter() - t0
-        results["lengths"][str(length)] = {"forward_ms": 1000 * sorted(times)[1], "phrase_ms": 1000 * phrase}
-        print(f"torch L={length}: forward {1000 * sorted(times)[1]:.1f} ms, sampling {1000 * phrase:.0f} ms", flush=True)
+        results["lengths"][str(length)] = {
+            "forward_ms": 1000 * sorted(times)[1],
+            "phrase_ms": 1000 * phrase,
+        }
+        forward_ms = 1000 * sorted(times)[1]
+        print(f"torch L={length}: forward {forward_ms:.1f} ms, sampling {1000 * phrase:.0f} ms")
     (args.out / "torch.json").write_text(json.dumps(results, indent=1))
     print(f"wrote {onnx_path}, {card}, {args.out / 'torch.json'}")
 
