@@ -179,10 +179,7 @@ pub fn selective_scan(
     dims: ScanDims,
     y: &mut [f32],
 ) -> Result<(), ScanError> {
-    check_lengths(x, delta, a, b, c, d, dims, y)?;
-    let prepared = kernel::Prepared::new(x, delta, a, b, c, d, dims);
-    prepared.scan_rows(0..dims.batch * dims.channels, y, kernel::Isa::detect());
-    Ok(())
+    selective_scan_threaded(x, delta, a, b, c, d, dims, y, 1)
 }
 
 /// The same scan split over `threads` scoped threads (batch × channels), for callers outside
