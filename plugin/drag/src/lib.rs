@@ -57,7 +57,10 @@ impl fmt::Display for DragError {
             DragError::Connect(e) => write!(f, "cannot open the X display: {e}"),
             DragError::Connection(e) => write!(f, "X connection error: {e}"),
             DragError::Path(e) => write!(f, "cannot drag this file: {e}"),
-            DragError::Unsupported => write!(f, "dragging files is not supported here yet"),
+            DragError::Unsupported => write!(
+                f,
+                "dragging files out is not supported on this platform yet (use Export .mid or Copy path)"
+            ),
         }
     }
 }

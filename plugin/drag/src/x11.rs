@@ -100,6 +100,8 @@ struct Session<'a> {
     atoms: Atoms,
     root: Window,
     me: Window,
+    /// The window the drag started from: never its own target.
+    source: Window,
     uri: String,
 }
 
@@ -136,6 +138,7 @@ pub(crate) fn drag(
         atoms,
         root,
         me,
+        source: source_window,
         uri: file_uri(path),
     };
     let grab_window = if source_window != 0 {
@@ -328,7 +331,7 @@ impl Session<'_> {
         let mut depth = 0;
         while window != NONE && depth < 32 {
             depth += 1;
-            if window == self.me {
+            if window == self.me || (window == self.source && window != NONE) {
                 return Ok(None);
             }
             // XdndProxy: messages go to the proxy, which must itself carry XdndAware.

@@ -1,6 +1,7 @@
 //! The egui editor: piano roll with bar lines and the host playhead, Generate / Variation /
 //! Cancel, undo/redo through the history, progress, provider and timing, errors, Export .mid,
-//! the generation parameters, and a placeholder for drag-and-drop (a later issue).
+//! the generation parameters, and the drag handle (the phrase as a .mid dragged into the DAW;
+//! Copy path as a fallback).
 //!
 //! It never blocks on the generator: everything it shows comes from [`Session`] snapshots,
 //! and every action is a request to the controller thread.
@@ -18,6 +19,7 @@ use nice_plug_egui::{create_egui_editor, EguiNiceSettings, NiceEguiApp, RepaintN
 use smdim_engine::phrase::PPQ;
 use smdim_inference::Phase;
 
+use crate::drag::{self, DragState};
 use crate::export;
 use crate::model;
 use crate::params::SmdimParams;
@@ -31,6 +33,7 @@ pub struct SmdimEditor {
     gui: Option<GuiContext>,
     egui_ctx: Option<egui::Context>,
     export_message: Option<Result<String, String>>,
+    drag_state: Arc<parking_lot::Mutex<Option<DragState>>>,
     preloaded: bool,
 }
 
@@ -54,6 +57,7 @@ pub fn create(
             gui: None,
             egui_ctx: None,
             export_message: None,
+            drag_state: Arc::new(parking_lot::Mutex::new(None)),
             preloaded: false,
         },
     )
@@ -259,6 +263,42 @@ impl SmdimEditor {
             });
     }
 
+    /// Writes the phrase into the drag folder; `None` without a phrase.
+    fn write_drag_file(&self) -> Option<Result<std::path::PathBuf, String>> {
+        let current = self.session.current()?;
+        let view = &self.session.transport;
+        let channel = (self.params.channel.value() - 1).clamp(0, 15) as u8;
+        Some(drag::write_drag_file(
+            &current,
+            &drag::drag_dir(),
+            view.tempo(),
+            view.time_signature(),
+            channel,
+            "SMDIM",
+        ))
+    }
+
+    /// The drag handle was pulled: write the file, then drag it on its own thread.
+    fn start_drag(&mut self, window: u32) {
+        match self.write_drag_file() {
+            Some(Ok(path)) => drag::spawn_drag(window, path, self.drag_state.clone()),
+            Some(Err(e)) => *self.drag_state.lock() = Some(DragState::Failed(e)),
+            None => {}
+        }
+    }
+
+    fn copy_path(&mut self, ctx: &egui::Context) {
+        match self.write_drag_file() {
+            Some(Ok(path)) => {
+                ctx.copy_text(path.display().to_string());
+                *self.drag_state.lock() =
+                    Some(DragState::Done(format!("Copied {}", path.display())));
+            }
+            Some(Err(e)) => *self.drag_state.lock() = Some(DragState::Failed(e)),
+            None => {}
+        }
+    }
+
     fn export(&mut self) {
         let Some(current) = self.session.current() else {
             return;
@@ -296,7 +336,19 @@ impl NiceEguiApp for SmdimEditor {
         Ok(())
     }
 
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut nice_plug_egui::Frame) {
+        use raw_window_handle::HasWindowHandle;
+        // The editor's own X11 window (baseview's); 0 (the root window) when unknown.
+        let window_id = frame
+            .baseview_window()
+            .window_handle()
+            .ok()
+            .and_then(|h| drag::x11_window_id(h.as_raw()))
+            .unwrap_or(0);
+        let drag_state = self.drag_state.lock().clone();
+        if drag_state == Some(DragState::Dragging) {
+            ui.ctx().request_repaint_after(Duration::from_millis(100));
+        }
         let busy = self.session.busy.load(Ordering::SeqCst);
         let phase = self.session.status().map(|s| s.phase);
         let generating = busy || matches!(phase, Some(Phase::Generating | Phase::Loading));
@@ -353,9 +405,23 @@ impl NiceEguiApp for SmdimEditor {
             {
                 self.export();
             }
-            // The drag-and-drop issue connects this; until then it does nothing.
-            ui.add_enabled(false, egui::Button::new("drag: coming"))
-                .on_disabled_hover_text("Drag the phrase into the DAW: coming in a later version");
+            let has_phrase = self.session.current().is_some();
+            let handle = ui
+                .add_enabled(
+                    has_phrase && drag_state != Some(DragState::Dragging),
+                    egui::Button::new("Drag .mid").sense(Sense::click_and_drag()),
+                )
+                .on_hover_text("Drag the phrase into the DAW timeline as a MIDI clip");
+            if handle.drag_started() {
+                self.start_drag(window_id);
+            }
+            if ui
+                .add_enabled(has_phrase, egui::Button::new("Copy path"))
+                .on_hover_text("Write the phrase as a .mid and copy its path")
+                .clicked()
+            {
+                self.copy_path(ui.ctx());
+            }
             ui.separator();
             ui.heading("SMDIM");
         });
@@ -386,6 +452,18 @@ impl NiceEguiApp for SmdimEditor {
                     Color32::from_rgb(255, 110, 100),
                     format!("Export failed: {e}"),
                 );
+            }
+            None => {}
+        }
+        match &drag_state {
+            Some(DragState::Dragging) => {
+                ui.label("Dragging… (Escape cancels)");
+            }
+            Some(DragState::Done(text)) => {
+                ui.label(text);
+            }
+            Some(DragState::Failed(e)) => {
+                ui.colored_label(Color32::from_rgb(255, 110, 100), format!("Drag: {e}"));
             }
             None => {}
         }

@@ -15,6 +15,7 @@
 
 pub mod alloc_audit;
 pub mod audio;
+pub mod drag;
 pub mod editor;
 pub mod export;
 pub mod model;
