@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -120,6 +120,8 @@ struct TargetReport {
 struct DropTarget {
     window: Window,
     stop: Arc<AtomicBool>,
+    /// XdndPosition messages seen so far (the drag is under way).
+    positions: Arc<AtomicUsize>,
     handle: JoinHandle<TargetReport>,
 }
 
@@ -128,15 +130,30 @@ impl DropTarget {
         let display = display.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let positions = Arc::new(AtomicUsize::new(0));
+        let positions2 = positions.clone();
         let (tx, rx) = mpsc::channel();
-        let handle = thread::spawn(move || target_loop(&display, accept, &stop2, tx));
+        let handle = thread::spawn(move || target_loop(&display, accept, &stop2, &positions2, tx));
         let window = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("target ready");
         DropTarget {
             window,
             stop,
+            positions,
             handle,
+        }
+    }
+
+    /// Waits until the drag runs and has sent XdndPosition to this target.
+    fn wait_until_dragged_over(&self) {
+        let start = Instant::now();
+        while self.positions.load(Ordering::SeqCst) == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the drag never reached the target"
+            );
+            thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -150,6 +167,7 @@ fn target_loop(
     display: &str,
     accept: bool,
     stop: &AtomicBool,
+    positions_seen: &AtomicUsize,
     ready: mpsc::Sender<Window>,
 ) -> TargetReport {
     let (conn, _) = RustConnection::connect(Some(display)).expect("target connects");
@@ -202,6 +220,7 @@ fn target_loop(
             }
             Event::ClientMessage(ev) if ev.type_ == position => {
                 report.positions += 1;
+                positions_seen.fetch_add(1, Ordering::SeqCst);
                 let ok = accept && report.entered_with_uri_list;
                 let action = if ok { copy } else { NONE };
                 reply(&conn, source, status, [win, ok as u32, 0, 0, action]);
@@ -302,6 +321,27 @@ fn join(handle: JoinHandle<Result<DragOutcome, smdim_drag::DragError>>) -> DragO
     handle.join().expect("drag thread").expect("drag runs")
 }
 
+/// Waits until a drag owns `XdndSelection` (it is running), plus time for its first poll.
+fn wait_until_drag_runs(conn: &RustConnection) {
+    let selection = atom(conn, "XdndSelection");
+    let start = Instant::now();
+    while conn
+        .get_selection_owner(selection)
+        .unwrap()
+        .reply()
+        .unwrap()
+        .owner
+        == NONE
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the drag never started"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    thread::sleep(Duration::from_millis(300));
+}
+
 /// After the drag no client holds the pointer or keyboard: another client can grab both.
 fn assert_no_grab_left(display: &str) {
     let (conn, screen) = RustConnection::connect(Some(display)).unwrap();
@@ -350,6 +390,7 @@ fn drop_delivers_the_midi_file_uri() {
     save_smf(&phrase, &write, &path).unwrap();
 
     let drag = begin_drag(&display, source, path.clone());
+    target.wait_until_dragged_over();
     xdotool(&display, &["mouseup", "1"]);
     let outcome = join(drag);
     let target_window = target.window;
@@ -395,6 +436,7 @@ fn escape_cancels_and_leaves_no_grab() {
     save_smf(&test_phrase(), &WriteOptions::default(), &path).unwrap();
 
     let drag = begin_drag(&display, source, path.clone());
+    target.wait_until_dragged_over();
     xdotool(&display, &["key", "Escape"]);
     let outcome = join(drag);
     // The button is still down: the grab must be gone anyway.
@@ -421,6 +463,7 @@ fn refusing_target_ends_refused() {
     save_smf(&test_phrase(), &WriteOptions::default(), &path).unwrap();
 
     let drag = begin_drag(&display, source, path.clone());
+    target.wait_until_dragged_over();
     xdotool(&display, &["mouseup", "1"]);
     let outcome = join(drag);
     let report = target.finish();
@@ -441,6 +484,7 @@ fn release_over_nothing_is_refused() {
     let path = temp_dir("nothing").join("phrase.mid");
     save_smf(&test_phrase(), &WriteOptions::default(), &path).unwrap();
     let drag = begin_drag(&display, source, path.clone());
+    wait_until_drag_runs(&conn);
     xdotool(&display, &["mouseup", "1"]);
     assert_eq!(join(drag), DragOutcome::Refused);
     assert_no_grab_left(&display);
@@ -465,6 +509,7 @@ fn drop_works_while_another_client_holds_the_pointer() {
     save_smf(&phrase, &WriteOptions::default(), &path).unwrap();
 
     let drag = begin_drag(&display, source, path.clone());
+    target.wait_until_dragged_over();
     xdotool(&display, &["mouseup", "1"]);
     let outcome = join(drag);
     let target_window = target.window;

@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -125,6 +125,8 @@ struct TargetReport {
 /// `text/uri-list` (or refuses everything), fetches the URI on drop and answers XdndFinished.
 struct DropTarget {
     stop: Arc<AtomicBool>,
+    /// XdndPosition messages seen so far (the drag is under way).
+    positions: Arc<AtomicUsize>,
     handle: JoinHandle<TargetReport>,
 }
 
@@ -133,12 +135,18 @@ impl DropTarget {
         let display = display.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let positions = Arc::new(AtomicUsize::new(0));
+        let positions2 = positions.clone();
         let (tx, rx) = mpsc::channel();
-        let handle = thread::spawn(move || target_loop(&display, accept, &stop2, tx));
+        let handle = thread::spawn(move || target_loop(&display, accept, &stop2, &positions2, tx));
         let _window: Window = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("target ready");
-        DropTarget { stop, handle }
+        DropTarget {
+            stop,
+            positions,
+            handle,
+        }
     }
 
     fn finish(self) -> TargetReport {
@@ -151,6 +159,7 @@ fn target_loop(
     display: &str,
     accept: bool,
     stop: &AtomicBool,
+    positions_seen: &AtomicUsize,
     ready: mpsc::Sender<Window>,
 ) -> TargetReport {
     let (conn, _) = RustConnection::connect(Some(display)).expect("target connects");
@@ -203,6 +212,7 @@ fn target_loop(
             }
             Event::ClientMessage(ev) if ev.type_ == position => {
                 report.positions += 1;
+                positions_seen.fetch_add(1, Ordering::SeqCst);
                 let ok = accept && report.entered_with_uri_list;
                 let action = if ok { copy } else { NONE };
                 reply(&conn, source, status, [win, ok as u32, 0, 0, action]);
@@ -352,6 +362,10 @@ fn dragging_the_handle_drops_the_phrase_file_into_an_xdnd_target() {
             &display,
         );
         pump(&mut plugin, &mut processor, &mut sim, 250);
+    }
+    let over = Instant::now();
+    while target.positions.load(Ordering::SeqCst) == 0 && over.elapsed() < Duration::from_secs(20) {
+        pump(&mut plugin, &mut processor, &mut sim, 50);
     }
     tool("xdotool", &["mouseup", "1"], &display);
     pump(&mut plugin, &mut processor, &mut sim, 1500);
