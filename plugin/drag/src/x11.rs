@@ -103,10 +103,37 @@ struct Session<'a> {
     /// The window the drag started from: never its own target.
     source: Window,
     uri: String,
+    /// A server timestamp from the start of the drag: selection ownership and XdndDrop.
+    time: u32,
 }
 
 const BUTTON_MASKS: u16 = 0x100 | 0x200 | 0x400; // Button1..3
 const ESCAPE_KEYSYM: u32 = 0xff1b;
+
+/// A current server timestamp: a zero-length property append on `window` (which selects
+/// PropertyChange) and the time of its PropertyNotify; `CURRENT_TIME` if none comes within 1 s.
+fn server_time(conn: &RustConnection, window: Window) -> Result<u32, DragError> {
+    conn.change_property(
+        PropMode::APPEND,
+        window,
+        AtomEnum::WM_NAME,
+        AtomEnum::STRING,
+        8,
+        0,
+        &[],
+    )
+    .map_err(conn_err)?;
+    conn.flush().map_err(conn_err)?;
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        match conn.poll_for_event().map_err(conn_err)? {
+            Some(Event::PropertyNotify(ev)) if ev.window == window => return Ok(ev.time),
+            Some(_) => {}
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    Ok(CURRENT_TIME)
+}
 
 /// [`crate::start_file_drag_with`] on X11.
 pub(crate) fn drag(
@@ -133,6 +160,7 @@ pub(crate) fn drag(
         &CreateWindowAux::new().event_mask(EventMask::PROPERTY_CHANGE),
     )
     .map_err(conn_err)?;
+    let time = server_time(&conn, me)?;
     let session = Session {
         conn: &conn,
         atoms,
@@ -140,6 +168,7 @@ pub(crate) fn drag(
         me,
         source: source_window,
         uri: file_uri(path),
+        time,
     };
     let grab_window = if source_window != 0 {
         source_window
@@ -160,7 +189,7 @@ impl Session<'_> {
     fn run(&self, grab_window: Window, options: &DragOptions) -> Result<DragOutcome, DragError> {
         let conn = self.conn;
         let deadline = Instant::now() + options.timeout;
-        conn.set_selection_owner(self.me, self.atoms.selection, CURRENT_TIME)
+        conn.set_selection_owner(self.me, self.atoms.selection, self.time)
             .map_err(conn_err)?;
 
         // Grabs are best effort: the toolkit that got the button press may hold the pointer.
@@ -263,7 +292,7 @@ impl Session<'_> {
                             self.me,
                             0,
                             ((pos.0 as u16 as u32) << 16) | pos.1 as u16 as u32,
-                            CURRENT_TIME,
+                            self.time,
                             self.atoms.action_copy,
                         ],
                     )?;
@@ -437,7 +466,7 @@ impl Session<'_> {
             self.leave(Some(t))?;
             return Ok(DragOutcome::Refused);
         }
-        self.send(t, self.atoms.drop, [self.me, 0, CURRENT_TIME, 0, 0])?;
+        self.send(t, self.atoms.drop, [self.me, 0, self.time, 0, 0])?;
         // The pointer is free while the target fetches the data.
         let _ = self.conn.ungrab_pointer(CURRENT_TIME);
         let _ = self.conn.ungrab_keyboard(CURRENT_TIME);
