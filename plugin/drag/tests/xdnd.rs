@@ -115,6 +115,15 @@ struct TargetReport {
     uri: Option<String>,
 }
 
+/// How the drop target behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Accept,
+    Refuse,
+    /// Accepts, then never fetches the data nor sends XdndFinished.
+    NeverFinish,
+}
+
 /// The XDND drop target: an `XdndAware` (version 5) window at (500, 100) that accepts
 /// `text/uri-list` (or refuses everything), fetches the URI on drop and answers XdndFinished.
 struct DropTarget {
@@ -126,14 +135,14 @@ struct DropTarget {
 }
 
 impl DropTarget {
-    fn start(display: &str, accept: bool) -> DropTarget {
+    fn start(display: &str, mode: Mode) -> DropTarget {
         let display = display.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let positions = Arc::new(AtomicUsize::new(0));
         let positions2 = positions.clone();
         let (tx, rx) = mpsc::channel();
-        let handle = thread::spawn(move || target_loop(&display, accept, &stop2, &positions2, tx));
+        let handle = thread::spawn(move || target_loop(&display, mode, &stop2, &positions2, tx));
         let window = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("target ready");
@@ -165,7 +174,7 @@ impl DropTarget {
 
 fn target_loop(
     display: &str,
-    accept: bool,
+    mode: Mode,
     stop: &AtomicBool,
     positions_seen: &AtomicUsize,
     ready: mpsc::Sender<Window>,
@@ -221,14 +230,14 @@ fn target_loop(
             Event::ClientMessage(ev) if ev.type_ == position => {
                 report.positions += 1;
                 positions_seen.fetch_add(1, Ordering::SeqCst);
-                let ok = accept && report.entered_with_uri_list;
+                let ok = mode != Mode::Refuse && report.entered_with_uri_list;
                 let action = if ok { copy } else { NONE };
                 reply(&conn, source, status, [win, ok as u32, 0, 0, action]);
             }
             Event::ClientMessage(ev) if ev.type_ == leave => report.left = true,
             Event::ClientMessage(ev) if ev.type_ == drop => {
                 report.dropped = true;
-                if accept {
+                if mode == Mode::Accept {
                     conn.convert_selection(
                         win,
                         selection,
@@ -238,7 +247,7 @@ fn target_loop(
                     )
                     .unwrap();
                     conn.flush().unwrap();
-                } else {
+                } else if mode == Mode::Refuse {
                     reply(&conn, source, finished, [win, 0, NONE, 0, 0]);
                 }
             }
@@ -377,7 +386,7 @@ fn drop_delivers_the_midi_file_uri() {
     let (_xvfb, display) = start_xvfb();
     let (conn, _) = RustConnection::connect(Some(&display)).unwrap();
     let source = window(&conn, 0, 0, EventMask::NO_EVENT);
-    let target = DropTarget::start(&display, true);
+    let target = DropTarget::start(&display, Mode::Accept);
 
     let phrase = test_phrase();
     // Spaces, '#' and '%' exercise the URI encoding.
@@ -431,7 +440,7 @@ fn escape_cancels_and_leaves_no_grab() {
     let (_xvfb, display) = start_xvfb();
     let (conn, _) = RustConnection::connect(Some(&display)).unwrap();
     let source = window(&conn, 0, 0, EventMask::NO_EVENT);
-    let target = DropTarget::start(&display, true);
+    let target = DropTarget::start(&display, Mode::Accept);
     let path = temp_dir("escape").join("phrase.mid");
     save_smf(&test_phrase(), &WriteOptions::default(), &path).unwrap();
 
@@ -458,7 +467,7 @@ fn refusing_target_ends_refused() {
     let (_xvfb, display) = start_xvfb();
     let (conn, _) = RustConnection::connect(Some(&display)).unwrap();
     let source = window(&conn, 0, 0, EventMask::NO_EVENT);
-    let target = DropTarget::start(&display, false);
+    let target = DropTarget::start(&display, Mode::Refuse);
     let path = temp_dir("refuse").join("phrase.mid");
     save_smf(&test_phrase(), &WriteOptions::default(), &path).unwrap();
 
@@ -503,7 +512,7 @@ fn drop_works_while_another_client_holds_the_pointer() {
         0,
         EventMask::BUTTON_PRESS | EventMask::BUTTON_RELEASE | EventMask::POINTER_MOTION,
     );
-    let target = DropTarget::start(&display, true);
+    let target = DropTarget::start(&display, Mode::Accept);
     let path = temp_dir("implicit").join("phrase.mid");
     let phrase = test_phrase();
     save_smf(&phrase, &WriteOptions::default(), &path).unwrap();
@@ -528,6 +537,46 @@ fn drop_works_while_another_client_holds_the_pointer() {
             .phrase
             .notes,
         phrase.notes
+    );
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn target_that_never_finishes_times_out_cleanly() {
+    let (_xvfb, display) = start_xvfb();
+    let (conn, _) = RustConnection::connect(Some(&display)).unwrap();
+    let source = window(&conn, 0, 0, EventMask::NO_EVENT);
+    let target = DropTarget::start(&display, Mode::NeverFinish);
+    let path = temp_dir("never").join("phrase.mid");
+    save_smf(&test_phrase(), &WriteOptions::default(), &path).unwrap();
+
+    xdotool(&display, &["mousemove", "100", "100"]);
+    xdotool(&display, &["mousedown", "1"]);
+    let opts = DragOptions {
+        finish_timeout: Duration::from_secs(1),
+        ..options(&display)
+    };
+    let drag_path = path.clone();
+    let drag = thread::spawn(move || start_file_drag_with(source, &drag_path, &opts));
+    thread::sleep(Duration::from_millis(300));
+    for (x, y) in [("450", "180"), ("560", "200"), ("580", "210")] {
+        xdotool(&display, &["mousemove", x, y]);
+        thread::sleep(Duration::from_millis(150));
+    }
+    target.wait_until_dragged_over();
+    xdotool(&display, &["mouseup", "1"]);
+    assert_eq!(join(drag), DragOutcome::TimedOut);
+    let report = target.finish();
+    assert!(report.dropped && report.uri.is_none(), "{report:?}");
+    assert_no_grab_left(&display);
+    assert_eq!(
+        conn.get_selection_owner(atom(&conn, "XdndSelection"))
+            .unwrap()
+            .reply()
+            .unwrap()
+            .owner,
+        NONE,
+        "the selection is given up"
     );
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
