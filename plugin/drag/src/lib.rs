@@ -49,6 +49,8 @@ pub enum DragError {
     Path(String),
     /// This platform has no drag source yet.
     Unsupported,
+    /// The Windows or macOS drag (through the `drag` crate) failed to start.
+    Platform(String),
 }
 
 impl fmt::Display for DragError {
@@ -61,6 +63,7 @@ impl fmt::Display for DragError {
                 f,
                 "dragging files out is not supported on this platform yet (use Export .mid or Copy path)"
             ),
+            DragError::Platform(e) => write!(f, "the drag could not start: {e}"),
         }
     }
 }
@@ -98,8 +101,8 @@ pub fn start_file_drag(source_window: u32, path: &Path) -> Result<DragOutcome, D
     start_file_drag_with(source_window, path, &DragOptions::default())
 }
 
-/// [`start_file_drag`] with explicit options. On platforms without a drag source yet (Windows,
-/// macOS) this returns [`DragError::Unsupported`]: use Export .mid or Copy path there.
+/// [`start_file_drag`] with explicit options. On Windows and macOS this returns
+/// [`DragError::Unsupported`]: those use [`start_native_file_drag`] from the GUI thread.
 pub fn start_file_drag_with(
     source_window: u32,
     path: &Path,
@@ -118,6 +121,35 @@ pub fn start_file_drag_with(
         let _ = (source_window, options);
         Err(DragError::Unsupported)
     }
+}
+
+/// Windows (OLE `DoDragDrop` with CF_HDROP) and macOS (`NSDraggingSession` with a file URL),
+/// through the `drag` crate exactly as its documentation shows. Call it on the editor's GUI
+/// thread, from the mouse-down that starts the drag: both systems run the drag loop on the
+/// window's own thread. `on_end` gets `true` when the file was dropped. UNTESTED: these targets
+/// cannot be compiled on the project's machines.
+#[cfg(any(windows, target_os = "macos"))]
+pub fn start_native_file_drag<W: raw_window_handle::HasWindowHandle>(
+    window: &W,
+    path: &Path,
+    on_end: impl Fn(bool) + Send + 'static,
+) -> Result<(), DragError> {
+    if !path.is_absolute() || !path.is_file() {
+        return Err(DragError::Path(format!(
+            "{} is not an absolute path to a file",
+            path.display()
+        )));
+    }
+    let item = drag::DragItem::Files(vec![path.to_path_buf()]);
+    let preview = drag::Image::Raw(include_bytes!("../assets/drag-preview.png").to_vec());
+    drag::start_drag(
+        window,
+        item,
+        preview,
+        move |result, _cursor_position| on_end(matches!(result, drag::DragResult::Dropped)),
+        drag::Options::default(),
+    )
+    .map_err(|e| DragError::Platform(e.to_string()))
 }
 
 /// The `file://` URI of an absolute path, percent-encoding every byte outside RFC 3986's

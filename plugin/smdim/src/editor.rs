@@ -287,6 +287,32 @@ impl SmdimEditor {
         }
     }
 
+    /// Windows and macOS: the system drag runs on this (the GUI) thread; see
+    /// `smdim_drag::start_native_file_drag`. Untested: these targets cannot be built here.
+    #[cfg(any(windows, target_os = "macos"))]
+    fn start_native_drag(&mut self, window: &impl raw_window_handle::HasWindowHandle) {
+        match self.write_drag_file() {
+            Some(Ok(path)) => {
+                let state = self.drag_state.clone();
+                *state.lock() = Some(DragState::Dragging);
+                let shown = path.display().to_string();
+                let ended = state.clone();
+                let started = smdim_drag::start_native_file_drag(window, &path, move |dropped| {
+                    *ended.lock() = Some(if dropped {
+                        DragState::Done(format!("Dropped {shown}"))
+                    } else {
+                        DragState::Done("Drag cancelled".into())
+                    });
+                });
+                if let Err(e) = started {
+                    *state.lock() = Some(DragState::Failed(e.to_string()));
+                }
+            }
+            Some(Err(e)) => *self.drag_state.lock() = Some(DragState::Failed(e)),
+            None => {}
+        }
+    }
+
     fn copy_path(&mut self, ctx: &egui::Context) {
         match self.write_drag_file() {
             Some(Ok(path)) => {
@@ -413,6 +439,9 @@ impl NiceEguiApp for SmdimEditor {
                 )
                 .on_hover_text("Drag the phrase into the DAW timeline as a MIDI clip");
             if handle.drag_started() {
+                #[cfg(any(windows, target_os = "macos"))]
+                self.start_native_drag(frame.baseview_window());
+                #[cfg(not(any(windows, target_os = "macos")))]
                 self.start_drag(window_id);
             }
             if ui
