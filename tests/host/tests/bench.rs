@@ -46,7 +46,6 @@ fn measurements() {
         "instantiate (median of 9): {:.2} ms",
         times[4].as_secs_f64() * 1e3
     ));
-    assert!(times[4] < Duration::from_millis(50));
     // Lazy: instantiating (this process has made nine instances) loaded no ONNX Runtime.
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
     assert!(
