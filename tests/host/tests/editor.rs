@@ -6,9 +6,7 @@
 //! after generation is written to `target/editor-test/editor.png` (and to `$SMDIM_SCREENSHOT`
 //! when set, e.g. `docs/editor.png`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clack_extensions::gui::{GuiApiType, GuiConfiguration, PluginGui, Window};
@@ -16,57 +14,9 @@ use smdim_host_tests::{phrase_in_state, HostTransport, Plugin, Processor, Sim};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{ConnectionExt, CreateWindowAux, WindowClass};
 
-/// Where the Generate button's centre is, in editor pixels: it is the first widget of the top
-/// row (see `plugin/smdim/src/editor.rs`).
-const GENERATE_AT: (u32, u32) = (56, 22);
+mod display;
 
-struct Xvfb(Child);
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_xvfb() -> (Xvfb, String) {
-    let mut child = Command::new("Xvfb")
-        .args([
-            "-displayfd",
-            "1",
-            "-screen",
-            "0",
-            "1024x768x24",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Xvfb (Debian package xvfb) must be installed");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("Xvfb reports its display");
-    let display = format!(":{}", line.trim());
-    assert!(line.trim().parse::<u32>().is_ok(), "Xvfb display {line:?}");
-    (Xvfb(child), display)
-}
-
-fn tool(name: &str, args: &[&str], display: &str) -> Vec<u8> {
-    let out = Command::new(name)
-        .args(args)
-        .env("DISPLAY", display)
-        .output()
-        .unwrap_or_else(|e| panic!("{name} (install it): {e}"));
-    assert!(
-        out.status.success(),
-        "{name} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use display::{start_xvfb, tool, GENERATE_AT};
 
 /// ImageMagick's convert (not a stand-in earlier on PATH).
 fn convert() -> &'static str {

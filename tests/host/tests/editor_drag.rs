@@ -4,9 +4,7 @@
 //!
 //! Starts its own `Xvfb` (same Debian packages as `editor.rs`).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
@@ -26,55 +24,10 @@ use x11rb::NONE;
 /// The centre of the "Drag .mid" handle in editor pixels (top row, after Export .mid; see
 /// `plugin/smdim/src/editor.rs` and `target/editor-test/editor.png`).
 const DRAG_HANDLE_AT: (u32, u32) = (506, 14);
-const GENERATE_AT: (u32, u32) = (56, 22);
 
-struct Xvfb(Child);
+mod display;
 
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_xvfb() -> (Xvfb, String) {
-    let mut child = Command::new("Xvfb")
-        .args([
-            "-displayfd",
-            "1",
-            "-screen",
-            "0",
-            "1024x768x24",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Xvfb (Debian package xvfb) must be installed");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("Xvfb reports its display");
-    let display = format!(":{}", line.trim());
-    assert!(line.trim().parse::<u32>().is_ok(), "Xvfb display {line:?}");
-    (Xvfb(child), display)
-}
-
-fn tool(name: &str, args: &[&str], display: &str) -> Vec<u8> {
-    let out = Command::new(name)
-        .args(args)
-        .env("DISPLAY", display)
-        .output()
-        .unwrap_or_else(|e| panic!("{name} (install it): {e}"));
-    assert!(
-        out.status.success(),
-        "{name} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use display::{start_xvfb, tool, GENERATE_AT};
 
 fn atom(conn: &RustConnection, name: &str) -> Atom {
     conn.intern_atom(false, name.as_bytes())
