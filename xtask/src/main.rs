@@ -4,8 +4,8 @@
 //!   shipped model, bundle the plugin.
 //! - `fetch-ort [--platform P] [--wheel FILE]`: the ONNX Runtime library from the PyPI wheel
 //!   (sha256-pinned) into `target/onnxruntime/<platform>/` (see `fetch_ort.rs`).
-//! - `build-ops`: the `smdim::SelectiveScan` custom-op library into `target/ops/`
-//!   (see `build_ops.rs`).
+//! - `build-ops [--no-cuda | --cuda-only]`: the `smdim::SelectiveScan` custom-op library and the
+//!   CUDA kernel (nvcc from PyPI) into `target/ops/` (see `build_ops.rs`).
 //!
 //! - `bundle <package> [--release]`: the plugin's CLAP and VST3 bundles with the ONNX Runtime
 //!   library inside/beside them (see `bundle.rs`).
@@ -15,6 +15,7 @@
 mod build_ops;
 mod bundle;
 mod fetch_ort;
+mod wheels;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -83,7 +84,7 @@ fn main() -> Result<()> {
                  demo       the main job: ONNX Runtime, CLI, an 8-bar phrase, the plugin bundles\n  \
                  fetch-ort  [--platform linux|linux-aarch64|windows|macos-arm64] [--wheel FILE]\n             \
                  the ONNX Runtime {} library from PyPI into target/onnxruntime/<platform>/\n  \
-                 build-ops  the smdim custom-op library into target/ops/\n  \
+                 build-ops  [--no-cuda|--cuda-only] the smdim custom-op library and CUDA kernel into target/ops/\n  \
                  bundle     smdim --release: target/bundled/SMDIM.clap and SMDIM.vst3 with ONNX Runtime\n  \
                  install    [--clap-dir D] [--vst3-dir D] [--data-dir D]: copy the bundles to the plugin folders\n  \
                  help       this text",
