@@ -8,7 +8,7 @@ cd "$ROOT"
 step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "Debian packages"
-# g++: the PyTorch scan extension; xvfb..libx11-xcb1: the editor test under Xvfb; ardour: the
+# g++: the PyTorch scan extension and nvcc's host compiler; xvfb..libx11-xcb1: the editor test under Xvfb; ardour: the
 # VST3 test in a real host.
 need=()
 for pkg in g++ python3-venv xvfb xdotool x11-apps imagemagick libegl1 libegl-mesa0 libgl1-mesa-dri \
@@ -26,6 +26,10 @@ PY=model-export/.venv/bin/python
 
 step "ONNX Runtime library from PyPI (cargo xtask fetch-ort)"
 cargo xtask fetch-ort
+
+step "CUDA kernel (nvcc from PyPI) and the custom-op library (cargo xtask build-ops)"
+# Before every Rust build: smdim-scan-op embeds the kernel's fatbin, and its tests check it.
+cargo xtask build-ops
 
 step "Python lint"
 (cd model-export && .venv/bin/ruff check . && .venv/bin/ruff format --check .)

@@ -233,11 +233,12 @@ pub fn main(root: &Path, args: &[String]) -> Result<()> {
     if !library && !cuda {
         bail!("build-ops: --no-cuda and --cuda-only together build nothing");
     }
-    if library {
-        println!("{}", build(root)?.display());
-    }
+    // The kernel first: the library embeds it (smdim-scan-op's build.rs).
     if cuda {
         println!("{}", build_cuda_kernel(root)?.display());
+    }
+    if library {
+        println!("{}", build(root)?.display());
     }
     Ok(())
 }

@@ -18,17 +18,20 @@
 //! * [`selective_scan_reference`]: the naive loop, for tests and benchmarks.
 //! * [`SelectiveScan`] / [`operator_domain`]: the `ort` operator; the kernel splits batch ×
 //!   channels over ONNX Runtime's intra-op thread pool (`ComputeContext::par_for`).
+//! * [`cuda::SelectiveScanCuda`]: its CUDA twin for sessions on the CUDA execution provider
+//!   (a parallel scan in `cuda/selective_scan.cu`, embedded as a fatbin, see [`cuda`]).
 //!
 //! Nothing here panics across the FFI boundary: shape errors are `ort` errors, and the kernel
 //! and shape inference catch any panic and turn it into an error.
 
+pub mod cuda;
 mod kernel;
 mod op;
 #[cfg(test)]
 #[path = "../tests/common/mod.rs"]
 mod test_common;
 
-pub use op::{operator_domain, SelectiveScan, SelectiveScanKernel};
+pub use op::{cpu_kernel_runs, operator_domain, SelectiveScan, SelectiveScanKernel};
 
 /// The operator's ONNX domain.
 pub const DOMAIN: &str = "smdim";

@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::ops::RangeInclusive;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ort::operator::{
     ComputeContext, Kernel, KernelContext, Operator, OperatorDomain, OperatorInput, OperatorOutput,
@@ -15,7 +15,7 @@ use crate::kernel::{Isa, Prepared};
 use crate::{ScanDims, ScanError, DOMAIN, OP_NAME};
 
 /// Input names, in order, as the ONNX node lists them.
-const INPUTS: [&str; 6] = ["x", "delta", "A", "B", "C", "D"];
+pub(crate) const INPUTS: [&str; 6] = ["x", "delta", "A", "B", "C", "D"];
 
 /// Work per thread-pool task, in (step × state) elements: large enough that the task overhead
 /// vanishes, small enough to spread B·D rows over a few threads.
@@ -32,9 +32,21 @@ pub struct SelectiveScanKernel {
     isa: Isa,
 }
 
-/// The `smdim` domain holding [`SelectiveScan`], for `SessionBuilder::with_operators`.
+/// The `smdim` domain holding [`SelectiveScan`] and its CUDA twin
+/// ([`crate::cuda::SelectiveScanCuda`]), for `SessionBuilder::with_operators`. ONNX Runtime
+/// picks the twin that matches the node's execution provider.
 pub fn operator_domain() -> ort::Result<OperatorDomain> {
-    OperatorDomain::new(DOMAIN)?.add(SelectiveScan)
+    OperatorDomain::new(DOMAIN)?
+        .add(SelectiveScan)?
+        .add(crate::cuda::SelectiveScanCuda)
+}
+
+static CPU_RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times the CPU kernel has run in this process (tests use it to see which twin ONNX
+/// Runtime picked; one relaxed increment per call costs nothing next to a scan).
+pub fn cpu_kernel_runs() -> u64 {
+    CPU_RUNS.load(Ordering::Relaxed)
 }
 
 fn panic_message(payload: Box<dyn Any + Send>) -> String {
@@ -46,7 +58,7 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 }
 
 /// Runs `f`, turning a panic into an error so that no unwind reaches ONNX Runtime.
-fn guard<T>(what: &str, f: impl FnOnce() -> ort::Result<T>) -> ort::Result<T> {
+pub(crate) fn guard<T>(what: &str, f: impl FnOnce() -> ort::Result<T>) -> ort::Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => Err(ort::Error::new(format!(
@@ -79,16 +91,20 @@ impl Operator for SelectiveScan {
         Ok(SelectiveScanKernel { isa: Isa::detect() })
     }
 
-    /// y has x's type and shape (symbolic dimensions included).
     fn infer_shape(&self, ctx: &mut ShapeInferenceContext) -> ort::Result<()> {
-        guard("shape inference", || {
-            let inputs = ctx.inputs();
-            let x = inputs
-                .first()
-                .ok_or_else(|| ort::Error::new(format!("{DOMAIN}::{OP_NAME}: no inputs")))?;
-            ctx.set_output(0, x)
-        })
+        infer_output_like_x(ctx)
     }
+}
+
+/// y has x's type and shape (symbolic dimensions included).
+pub(crate) fn infer_output_like_x(ctx: &mut ShapeInferenceContext) -> ort::Result<()> {
+    guard("shape inference", || {
+        let inputs = ctx.inputs();
+        let x = inputs
+            .first()
+            .ok_or_else(|| ort::Error::new(format!("{DOMAIN}::{OP_NAME}: no inputs")))?;
+        ctx.set_output(0, x)
+    })
 }
 
 impl Kernel for SelectiveScanKernel {
@@ -98,7 +114,7 @@ impl Kernel for SelectiveScanKernel {
     }
 }
 
-fn shape_of(input: &'static str, dtype: &ValueType) -> Result<Vec<i64>, ScanError> {
+pub(crate) fn shape_of(input: &'static str, dtype: &ValueType) -> Result<Vec<i64>, ScanError> {
     match dtype {
         ValueType::Tensor {
             ty: TensorElementType::Float32,
@@ -157,6 +173,7 @@ impl SharedOut {
 }
 
 fn compute(ctx: &ComputeContext, isa: Isa) -> ort::Result<()> {
+    CPU_RUNS.fetch_add(1, Ordering::Relaxed);
     let n_inputs = ctx.num_inputs()?;
     if n_inputs != INPUTS.len() {
         return Err(ort::Error::new(format!(
