@@ -13,7 +13,8 @@
 //! `install [--clap-dir D] [--vst3-dir D] [--data-dir D]` copies both bundles to the user's
 //! plugin folders (`~/.clap`, `~/.vst3` on Linux), the library beside the CLAP, and the library
 //! into the per-user data folder (`$XDG_DATA_HOME/smdim/onnxruntime`) that the plugin also
-//! searches.
+//! searches. `--gpu` also copies the GPU pack (`cargo xtask fetch-ort --gpu`, about 2 GB) to
+//! `<data folder>/onnxruntime-gpu`, where the plugin looks for it when a GPU provider is chosen.
 
 use std::path::{Path, PathBuf};
 
@@ -183,8 +184,14 @@ fn default_dirs() -> Result<(PathBuf, PathBuf, PathBuf)> {
 
 pub fn install(root: &Path, args: &[String]) -> Result<()> {
     let (mut clap_dir, mut vst3_dir, mut data_dir) = default_dirs()?;
+    let mut gpu = false;
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--gpu" {
+            gpu = true;
+            i += 1;
+            continue;
+        }
         let value = args.get(i + 1).map(PathBuf::from);
         match (args[i].as_str(), value) {
             ("--clap-dir", Some(v)) => clap_dir = v,
@@ -198,6 +205,13 @@ pub fn install(root: &Path, args: &[String]) -> Result<()> {
     let clap = bundled.join(format!("{BUNDLE_NAME}.clap"));
     let vst3 = bundled.join(format!("{BUNDLE_NAME}.vst3"));
     let runtime = bundled.join("onnxruntime");
+    let pack = root.join(crate::gpu_pack::PACK_DIR);
+    if gpu && !pack.join("manifest.json").is_file() {
+        bail!(
+            "no GPU pack in {}: run `cargo xtask fetch-ort --gpu` first",
+            pack.display()
+        );
+    }
     if !clap.is_file() || !vst3.is_dir() || !runtime.is_dir() {
         bail!(
             "no bundles in {}: run `cargo xtask bundle smdim --release` first",
@@ -222,5 +236,14 @@ pub fn install(root: &Path, args: &[String]) -> Result<()> {
         "ONNX Runtime also in {}",
         data_dir.join("onnxruntime").display()
     );
+    if gpu {
+        let target = data_dir.join("onnxruntime-gpu");
+        if target.exists() {
+            std::fs::remove_dir_all(&target)
+                .with_context(|| format!("removing the old {}", target.display()))?;
+        }
+        copy_dir(&pack, &target)?;
+        println!("GPU pack in {}", target.display());
+    }
     Ok(())
 }

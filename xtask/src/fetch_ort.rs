@@ -8,6 +8,8 @@
 //! 3. the library is unzipped to `target/onnxruntime/<platform>/` and its sha256 checked too;
 //! 4. the library's path is printed (stdout, alone on the last line).
 //!
+//! `--gpu` assembles the optional GPU pack instead (see `gpu_pack.rs`).
+//!
 //! Idempotent: a library already in place with the pinned hash is left alone. `PYTHON`
 //! overrides the interpreter (default `python3`).
 
@@ -270,14 +272,16 @@ pub fn fetch(root: &Path, platform: &OrtPlatform, wheel: Option<&Path>) -> Resul
 pub fn main(root: &Path, args: &[String]) -> Result<()> {
     let mut platform_name = None;
     let mut wheel = None;
+    let mut gpu = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--platform" => platform_name = Some(it.next().context("--platform needs a value")?),
             "--wheel" => wheel = Some(PathBuf::from(it.next().context("--wheel needs a file")?)),
+            "--gpu" => gpu = true,
             other => bail!(
                 "fetch-ort: unknown argument {other:?}; usage: cargo xtask fetch-ort \
-                 [--platform linux|linux-aarch64|windows|macos-arm64] [--wheel FILE]"
+                 [--platform linux|linux-aarch64|windows|macos-arm64] [--wheel FILE] [--gpu]"
             ),
         }
     }
@@ -285,6 +289,16 @@ pub fn main(root: &Path, args: &[String]) -> Result<()> {
         Some(n) => n.as_str(),
         None => host_platform()?,
     };
+    if gpu {
+        if wheel.is_some() {
+            bail!(
+                "fetch-ort: --wheel is for the CPU library; --gpu downloads its own pinned wheels"
+            );
+        }
+        let pack = crate::gpu_pack::fetch(root, name)?;
+        println!("{}", pack.display());
+        return Ok(());
+    }
     let path = fetch(root, platform(name)?, wheel.as_deref())?;
     println!("{}", path.display());
     Ok(())

@@ -4,17 +4,20 @@
 //!   shipped model, bundle the plugin.
 //! - `fetch-ort [--platform P] [--wheel FILE]`: the ONNX Runtime library from the PyPI wheel
 //!   (sha256-pinned) into `target/onnxruntime/<platform>/` (see `fetch_ort.rs`).
+//! - `fetch-ort --gpu`: the optional GPU pack (onnxruntime-gpu, CUDA 13, cuDNN 9; Linux x86_64)
+//!   into `target/onnxruntime/linux-gpu/` (see `gpu_pack.rs`).
 //! - `build-ops [--no-cuda | --cuda-only]`: the `smdim::SelectiveScan` custom-op library and the
 //!   CUDA kernel (nvcc from PyPI) into `target/ops/` (see `build_ops.rs`).
 //!
 //! - `bundle <package> [--release]`: the plugin's CLAP and VST3 bundles with the ONNX Runtime
 //!   library inside/beside them (see `bundle.rs`).
-//! - `install [--clap-dir D] [--vst3-dir D] [--data-dir D]`: copy the bundles to the user's
-//!   plugin folders.
+//! - `install [--clap-dir D] [--vst3-dir D] [--data-dir D] [--gpu]`: copy the bundles to the
+//!   user's plugin folders (`--gpu`: and the GPU pack to the data folder).
 
 mod build_ops;
 mod bundle;
 mod fetch_ort;
+mod gpu_pack;
 mod wheels;
 
 use std::path::{Path, PathBuf};
@@ -84,9 +87,11 @@ fn main() -> Result<()> {
                  demo       the main job: ONNX Runtime, CLI, an 8-bar phrase, the plugin bundles\n  \
                  fetch-ort  [--platform linux|linux-aarch64|windows|macos-arm64] [--wheel FILE]\n             \
                  the ONNX Runtime {} library from PyPI into target/onnxruntime/<platform>/\n  \
+                 fetch-ort --gpu  the optional GPU pack (CUDA 13 + cuDNN 9, 1.4 GB download, Linux x86_64)\n             \
+                 into target/onnxruntime/linux-gpu/ (`install --gpu` copies it for the plugin)\n  \
                  build-ops  [--no-cuda|--cuda-only] the smdim custom-op library and CUDA kernel into target/ops/\n  \
                  bundle     smdim --release: target/bundled/SMDIM.clap and SMDIM.vst3 with ONNX Runtime\n  \
-                 install    [--clap-dir D] [--vst3-dir D] [--data-dir D]: copy the bundles to the plugin folders\n  \
+                 install    [--clap-dir D] [--vst3-dir D] [--data-dir D] [--gpu]: copy the bundles to the plugin folders\n  \
                  help       this text",
                 fetch_ort::ORT_VERSION
             );

@@ -4,6 +4,12 @@
 //! without a successful [`ensure_loaded`] would try `dlopen("libonnxruntime.so")` and panic if
 //! that fails. Every entry point of this crate calls [`ensure_loaded`] first, so a missing or
 //! broken library is an error value with the paths that were searched, never a panic.
+//!
+//! GPU providers need the GPU pack (`cargo xtask fetch-ort --gpu`): a CUDA build of ONNX Runtime
+//! and the CUDA/cuDNN libraries it needs. ONNX Runtime loads once per process, so the choice
+//! is made at the first load: a session asking for CUDA or TensorRT loads the pack (after
+//! preloading its NVIDIA libraries, see [`load`]); anything that goes wrong there is recorded
+//! as the reason in [`GpuSupport`] and the CPU library is loaded instead.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +19,13 @@ use crate::error::InferenceError;
 
 /// Overrides the search: the full path of the ONNX Runtime library.
 pub const LIBRARY_ENV: &str = "SMDIM_ORT_LIBRARY";
+
+/// Overrides the GPU pack search: the pack's folder (the one holding `manifest.json`).
+pub const GPU_PACK_ENV: &str = "SMDIM_GPU_PACK";
+
+/// The pack's folder name beside the plugin binary and in the per-user data folder
+/// (`cargo xtask install --gpu`).
+pub const GPU_PACK_DIR: &str = "onnxruntime-gpu";
 
 /// ONNX Runtime version the engine is built and tested against (`cargo xtask fetch-ort`).
 pub const ORT_VERSION: &str = "1.31.1";
@@ -99,47 +112,392 @@ pub fn candidate_paths(extra_dirs: &[PathBuf]) -> Vec<PathBuf> {
     paths
 }
 
-/// The loaded library and the environment built on it; the environment lives as long as the
-/// process so every session shares one thread pool and logger.
-static LOADED: Mutex<Option<(PathBuf, ort::environment::Environment)>> = Mutex::new(None);
+/// Per-user data folder (`$XDG_DATA_HOME/smdim`, `~/.local/share/smdim`), where
+/// `cargo xtask install` puts the runtime and, with `--gpu`, the GPU pack.
+pub fn user_data_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .or_else(|| std::env::var_os("APPDATA").map(PathBuf::from))?;
+    Some(base.join("smdim"))
+}
 
-/// Loads ONNX Runtime once per process and returns its environment. Later calls return the
-/// one already loaded.
+/// Every folder the GPU pack is looked for in, in order. `SMDIM_GPU_PACK` is the only one when
+/// set, as with `SMDIM_ORT_LIBRARY`.
+pub fn gpu_pack_candidates() -> Vec<PathBuf> {
+    if let Some(dir) = std::env::var_os(GPU_PACK_ENV) {
+        return vec![PathBuf::from(dir)];
+    }
+    let mut dirs = Vec::new();
+    if let Some(dir) = own_binary_dir() {
+        dirs.push(dir.join(GPU_PACK_DIR));
+    }
+    if let Some(dir) = user_data_dir() {
+        dirs.push(dir.join(GPU_PACK_DIR));
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    dirs.push(workspace.join("target/onnxruntime/linux-gpu"));
+    dirs
+}
+
+/// The first of `candidates` holding a `manifest.json`, or the reason for the user.
+pub fn find_gpu_pack(candidates: &[PathBuf]) -> Result<PathBuf, String> {
+    candidates
+        .iter()
+        .find(|dir| dir.join("manifest.json").is_file())
+        .cloned()
+        .ok_or_else(|| {
+            let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "GPU pack not found (looked in {}; run `cargo xtask fetch-ort --gpu`, or set {GPU_PACK_ENV})",
+                looked.join(", ")
+            )
+        })
+}
+
+/// `manifest.json` of a GPU pack, written by `cargo xtask fetch-ort --gpu`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PackManifest {
+    /// ONNX Runtime's file name, relative to the pack.
+    pub library: String,
+    /// NVIDIA libraries relative to the pack, dependencies first.
+    pub preload: Vec<String>,
+    /// TensorRT's libraries, when the pack has them; preloaded after `preload`.
+    #[serde(default)]
+    pub tensorrt_preload: Vec<String>,
+    /// Lowest `cuDriverGetVersion` the libraries run on (13000: CUDA 13.0, driver 580).
+    #[serde(default)]
+    pub min_driver_cuda: Option<i32>,
+}
+
+impl PackManifest {
+    pub fn read(dir: &Path) -> Result<PackManifest, String> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("GPU pack manifest {}: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("GPU pack manifest {} is malformed: {e}", path.display()))
+    }
+}
+
+/// Whether the loaded ONNX Runtime can run the GPU providers.
+#[derive(Debug, Clone)]
+pub enum GpuSupport {
+    /// The GPU pack's ONNX Runtime with its CUDA libraries preloaded; `tensorrt` holds why the
+    /// TensorRT provider cannot work, if it cannot.
+    Pack {
+        dir: PathBuf,
+        tensorrt: Result<(), String>,
+    },
+    /// A library named by `SMDIM_ORT_LIBRARY`: ONNX Runtime itself says which providers work.
+    External,
+    /// The CPU library, loaded because the first session asked for the CPU only.
+    NotRequested,
+    /// The CPU library, loaded because the GPU pack could not be used: why.
+    Unavailable(String),
+}
+
+impl GpuSupport {
+    /// Why the CUDA provider (`tensorrt`: the TensorRT one) cannot be used, or `None` to let
+    /// ONNX Runtime try it.
+    pub fn unavailable(&self, tensorrt: bool) -> Option<String> {
+        match self {
+            GpuSupport::Pack {
+                tensorrt: Err(why), ..
+            } if tensorrt => Some(why.clone()),
+            GpuSupport::Pack { .. } | GpuSupport::External => None,
+            GpuSupport::Unavailable(why) => Some(why.clone()),
+            GpuSupport::NotRequested => Some(
+                "ONNX Runtime was already loaded without the GPU pack (an earlier session in \
+                 this process ran on the CPU); restart the host to use the GPU"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// The process's ONNX Runtime: the environment every session shares, the library it came from
+/// and what it can do on the GPU.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub environment: ort::environment::Environment,
+    pub library: PathBuf,
+    pub gpu: GpuSupport,
+}
+
+static LOADED: Mutex<Option<Runtime>> = Mutex::new(None);
+
+/// Loads ONNX Runtime (the CPU library) once per process and returns its environment. Later
+/// calls return the one already loaded.
 pub fn ensure_loaded(
     extra_dirs: &[PathBuf],
 ) -> Result<ort::environment::Environment, InferenceError> {
+    load(extra_dirs, false).map(|runtime| runtime.environment)
+}
+
+/// Loads ONNX Runtime once per process. With `want_gpu` (and no `SMDIM_ORT_LIBRARY`), the GPU
+/// pack is tried first: its NVIDIA libraries are dlopened `RTLD_NOW | RTLD_GLOBAL` in manifest
+/// order so the CUDA provider library, which ONNX Runtime dlopens later, finds them already
+/// loaded; then the NVIDIA driver is checked and the pack's ONNX Runtime loaded (it runs CPU
+/// sessions too). If any step fails, the CPU library is loaded and the reason kept in
+/// [`Runtime::gpu`].
+pub fn load(extra_dirs: &[PathBuf], want_gpu: bool) -> Result<Runtime, InferenceError> {
     let mut loaded = LOADED.lock();
-    if let Some((_, environment)) = loaded.as_ref() {
-        return Ok(environment.clone());
+    if let Some(runtime) = loaded.as_ref() {
+        let mut runtime = runtime.clone();
+        if want_gpu && matches!(runtime.gpu, GpuSupport::NotRequested) {
+            // No pack at all is the more useful answer than "restart".
+            if let Err(why) = find_gpu_pack(&gpu_pack_candidates()) {
+                runtime.gpu = GpuSupport::Unavailable(why);
+            }
+        }
+        return Ok(runtime);
     }
+    let external = std::env::var_os(LIBRARY_ENV).is_some();
+    let mut gpu = if external {
+        GpuSupport::External
+    } else if want_gpu {
+        let pack = find_gpu_pack(&gpu_pack_candidates()).and_then(|dir| {
+            let manifest = PackManifest::read(&dir)?;
+            let tensorrt = preload::pack(&dir, &manifest)?;
+            Ok((dir, manifest, tensorrt))
+        });
+        match pack {
+            Ok((dir, manifest, tensorrt)) => {
+                let path = dir.join(&manifest.library);
+                match init(&path) {
+                    Ok(environment) => {
+                        let runtime = Runtime {
+                            environment,
+                            library: path,
+                            gpu: GpuSupport::Pack { dir, tensorrt },
+                        };
+                        *loaded = Some(runtime.clone());
+                        return Ok(runtime);
+                    }
+                    Err(message) => GpuSupport::Unavailable(format!(
+                        "the GPU pack's ONNX Runtime {} could not be loaded: {message}",
+                        path.display()
+                    )),
+                }
+            }
+            Err(why) => GpuSupport::Unavailable(why),
+        }
+    } else {
+        GpuSupport::NotRequested
+    };
     let candidates = candidate_paths(extra_dirs);
     let Some(path) = candidates.iter().find(|p| p.is_file()).cloned() else {
         return Err(InferenceError::RuntimeMissing {
             searched: candidates,
         });
     };
+    match init(&path) {
+        Ok(environment) => {
+            if let (GpuSupport::NotRequested, Ok(pack)) =
+                (&gpu, find_gpu_pack(&gpu_pack_candidates()))
+            {
+                gpu = GpuSupport::Unavailable(format!(
+                    "ONNX Runtime was already loaded from {} for a CPU session in this process; \
+                     restart the host to use the GPU pack in {}",
+                    path.display(),
+                    pack.display()
+                ));
+            }
+            let runtime = Runtime {
+                environment,
+                library: path,
+                gpu,
+            };
+            *loaded = Some(runtime.clone());
+            Ok(runtime)
+        }
+        Err(message) => Err(InferenceError::RuntimeLoad { path, message }),
+    }
+}
+
+fn init(path: &Path) -> Result<ort::environment::Environment, String> {
     // ort may panic on a library it cannot use (e.g. missing symbols); keep that inside.
     let result = std::panic::catch_unwind(|| {
-        let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
+        let builder = ort::init_from(path).map_err(|e| e.to_string())?;
         builder
             .with_name("smdim")
             .build()
             .map_err(|e| e.to_string())
     });
-    match result {
-        Ok(Ok(environment)) => {
-            *loaded = Some((path, environment.clone()));
-            Ok(environment)
+    result.unwrap_or_else(|_| Err("ONNX Runtime panicked while loading".into()))
+}
+
+/// The library loaded by [`ensure_loaded`] or [`load`], if any.
+pub fn loaded_library() -> Option<PathBuf> {
+    LOADED
+        .lock()
+        .as_ref()
+        .map(|runtime| runtime.library.clone())
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod preload {
+    use std::ffi::{c_int, c_void, CStr, CString};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    use super::PackManifest;
+
+    fn last_error() -> String {
+        // SAFETY: dlerror returns NULL or a NUL-terminated string valid until the next dl call.
+        let message = unsafe { libc::dlerror() };
+        if message.is_null() {
+            "unknown error".into()
+        } else {
+            unsafe { CStr::from_ptr(message) }
+                .to_string_lossy()
+                .into_owned()
         }
-        Ok(Err(message)) => Err(InferenceError::RuntimeLoad { path, message }),
-        Err(_) => Err(InferenceError::RuntimeLoad {
-            path,
-            message: "ONNX Runtime panicked while loading".into(),
-        }),
+    }
+
+    fn open(path: &[u8]) -> Result<*mut c_void, String> {
+        let name = CString::new(path).map_err(|_| "path with a NUL byte".to_string())?;
+        // SAFETY: a valid C string; the library's initialisers are NVIDIA's, run as documented.
+        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        if handle.is_null() {
+            Err(last_error())
+        } else {
+            Ok(handle)
+        }
+    }
+
+    /// dlopens `libs` of `dir` in order; on a failure, closes what it opened and names the file.
+    fn open_all(dir: &Path, libs: &[String]) -> Result<Vec<*mut c_void>, String> {
+        let mut handles = Vec::new();
+        for lib in libs {
+            let path = dir.join(lib);
+            let name = path
+                .file_name()
+                .map_or(lib.as_str().into(), |n| n.to_string_lossy());
+            match open(path.as_os_str().as_bytes()) {
+                Ok(handle) => handles.push(handle),
+                Err(why) => {
+                    for handle in handles.into_iter().rev() {
+                        // SAFETY: handles from dlopen above, nothing uses them yet.
+                        unsafe { libc::dlclose(handle) };
+                    }
+                    return Err(format!("{name} failed to load: {why}"));
+                }
+            }
+        }
+        Ok(handles)
+    }
+
+    /// Preloads the pack's libraries and checks the driver. `Ok` carries TensorRT's own
+    /// verdict: a pack without TensorRT still runs CUDA.
+    pub fn pack(dir: &Path, manifest: &PackManifest) -> Result<Result<(), String>, String> {
+        // The handles stay open for the life of the process: ONNX Runtime relies on them.
+        open_all(dir, &manifest.preload)?;
+        let driver = open(b"libcuda.so.1").map_err(|why| {
+            format!("NVIDIA driver not found (libcuda.so.1: {why}); the GPU pack needs driver 580 or newer")
+        })?;
+        if let Some(needed) = manifest.min_driver_cuda {
+            // SAFETY: looking up a documented CUDA driver API function in the driver library.
+            let symbol = unsafe { libc::dlsym(driver, c"cuDriverGetVersion".as_ptr()) };
+            if !symbol.is_null() {
+                // SAFETY: cuDriverGetVersion(int*) -> CUresult, callable before cuInit.
+                let get: extern "C" fn(*mut c_int) -> c_int =
+                    unsafe { std::mem::transmute(symbol) };
+                let mut version: c_int = 0;
+                if get(&mut version) == 0 && version < needed {
+                    return Err(format!(
+                        "the NVIDIA driver supports CUDA {}.{}, the GPU pack needs CUDA {}.{} \
+                         (driver 580 or newer)",
+                        version / 1000,
+                        version % 1000 / 10,
+                        needed / 1000,
+                        needed % 1000 / 10
+                    ));
+                }
+            }
+        }
+        if manifest.tensorrt_preload.is_empty() {
+            return Ok(Err(
+                "the GPU pack has no TensorRT libraries (tensorrt-cu13-libs 10.x is \
+                           published on pypi.nvidia.com only)"
+                    .into(),
+            ));
+        }
+        Ok(open_all(dir, &manifest.tensorrt_preload).map(|_| ()))
     }
 }
 
-/// The library loaded by [`ensure_loaded`], if any.
-pub fn loaded_library() -> Option<PathBuf> {
-    LOADED.lock().as_ref().map(|(path, _)| path.clone())
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+mod preload {
+    use std::path::Path;
+
+    use super::PackManifest;
+
+    pub fn pack(_dir: &Path, _manifest: &PackManifest) -> Result<Result<(), String>, String> {
+        Err("the GPU pack exists for Linux x86_64 only".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("smdim-pack-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_first_folder_with_a_manifest_is_the_pack() {
+        let dir = temp_dir("find");
+        let (empty, pack, later) = (dir.join("a"), dir.join("b"), dir.join("c"));
+        for d in [&empty, &pack, &later] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(pack.join("manifest.json"), "{}").unwrap();
+        std::fs::write(later.join("manifest.json"), "{}").unwrap();
+        let candidates = [dir.join("missing"), empty.clone(), pack.clone(), later];
+        assert_eq!(find_gpu_pack(&candidates), Ok(pack));
+        let why = find_gpu_pack(&candidates[..2]).unwrap_err();
+        assert!(why.starts_with("GPU pack not found"), "{why}");
+        assert!(why.contains(&empty.display().to_string()), "{why}");
+        assert!(why.contains("cargo xtask fetch-ort --gpu"), "{why}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn manifests_are_read_with_defaults_and_errors_name_the_file() {
+        let dir = temp_dir("manifest");
+        std::fs::write(
+            dir.join("manifest.json"),
+            r#"{"format": 1, "library": "libonnxruntime.so.1.31.1", "preload": ["cuda/a.so"]}"#,
+        )
+        .unwrap();
+        let manifest = PackManifest::read(&dir).unwrap();
+        assert_eq!(manifest.preload, ["cuda/a.so"]);
+        assert!(manifest.tensorrt_preload.is_empty());
+        std::fs::write(dir.join("manifest.json"), "{").unwrap();
+        let why = PackManifest::read(&dir).unwrap_err();
+        assert!(
+            why.contains("malformed") && why.contains("manifest.json"),
+            "{why}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn gpu_support_reasons() {
+        let pack = GpuSupport::Pack {
+            dir: PathBuf::from("/p"),
+            tensorrt: Err("no TensorRT".into()),
+        };
+        assert_eq!(pack.unavailable(false), None);
+        assert_eq!(pack.unavailable(true).as_deref(), Some("no TensorRT"));
+        assert_eq!(GpuSupport::External.unavailable(true), None);
+        let why = GpuSupport::NotRequested.unavailable(false).unwrap();
+        assert!(why.contains("restart"), "{why}");
+    }
 }

@@ -138,12 +138,22 @@ impl Denoiser {
         source: &ModelSource,
         options: &SessionOptions,
     ) -> Result<Denoiser, InferenceError> {
-        let environment = runtime::ensure_loaded(&options.library_dirs)?;
+        let runtime = runtime::load(
+            &options.library_dirs,
+            options.provider != ProviderChoice::Cpu,
+        )?;
+        let environment = runtime.environment;
         let vocab = Vocabulary::remi_v1();
         let (bytes, card) = source.load()?;
         card.check_vocabulary(vocab)?;
         let mut fallbacks = Vec::new();
         for &provider in options.provider.chain() {
+            if provider != Provider::Cpu {
+                if let Some(why) = runtime.gpu.unavailable(provider == Provider::TensorRt) {
+                    fallbacks.push((provider, why));
+                    continue;
+                }
+            }
             match Self::build_session(&environment, &bytes, provider, options) {
                 Ok(session) => {
                     let mut denoiser = Denoiser {
