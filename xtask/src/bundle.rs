@@ -107,6 +107,12 @@ fn strip_debug(binary: &Path) -> Result<()> {
 
 pub fn bundle(root: &Path, args: &[String]) -> Result<()> {
     let keep_debug = args.iter().any(|a| a == "--keep-debug");
+    // The plugin embeds the CUDA scan kernel when it exists at build time (smdim-scan-op's
+    // build.rs). Without it the bundle still works everywhere; GPU sessions then run the scan
+    // on the CPU twin.
+    if let Err(e) = crate::build_ops::build_cuda_kernel(root) {
+        eprintln!("warning: bundling without the CUDA scan kernel: {e:#}");
+    }
     let mut forwarded = vec!["bundle".to_string()];
     forwarded.extend(args.iter().filter(|a| *a != "--keep-debug").cloned());
     nice_plug_xtask::main_with_args("cargo xtask", forwarded)?;

@@ -30,8 +30,8 @@ pub fn python() -> String {
 }
 
 /// Downloads `wheels` (those not already cached with the right hash) into `cache` with one pip
-/// call, then checks every hash. `pip_platform` is pip's `--platform` tag; pip also accepts
-/// older manylinux tags for it.
+/// call, then checks every hash. `pip_platform` is pip's `--platform` tag (pip may not accept a
+/// wheel of an older manylinux tag for it: group wheels by the tag they were pinned with).
 pub fn obtain_all(
     cache: &Path,
     wheels: &[PinnedWheel],

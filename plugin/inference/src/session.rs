@@ -133,6 +133,28 @@ fn dispatch(provider: Provider, options: &SessionOptions) -> ExecutionProviderDi
     }
 }
 
+/// The providers registered for a session on `provider`. TensorRT gets the CUDA provider
+/// behind it: TensorRT cannot run our `smdim::SelectiveScan` custom op, and ONNX Runtime hands
+/// each node it rejects to the next provider, so the scan's CUDA twin runs on the GPU instead of
+/// bouncing the activations to the CPU and back.
+pub fn registered_providers(provider: Provider) -> &'static [Provider] {
+    match provider {
+        Provider::TensorRt => &[Provider::TensorRt, Provider::Cuda],
+        Provider::Cuda => &[Provider::Cuda],
+        Provider::Cpu => &[Provider::Cpu],
+    }
+}
+
+fn execution_providers(
+    provider: Provider,
+    options: &SessionOptions,
+) -> Vec<ExecutionProviderDispatch> {
+    registered_providers(provider)
+        .iter()
+        .map(|&p| dispatch(p, options))
+        .collect()
+}
+
 impl Denoiser {
     pub fn load(
         source: &ModelSource,
@@ -198,7 +220,7 @@ impl Denoiser {
                 .map_err(|e| e.to_string())?;
             if provider != Provider::Cpu {
                 builder = builder
-                    .with_execution_providers([dispatch(provider, options)])
+                    .with_execution_providers(execution_providers(provider, options))
                     .map_err(|e| format!("{} provider unavailable: {e}", provider.name()))?;
             }
             builder.commit_from_memory(bytes).map_err(|e| e.to_string())
@@ -251,5 +273,26 @@ impl Denoiser {
         out.clear();
         out.extend_from_slice(data);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensorrt_sessions_keep_the_scan_on_the_gpu() {
+        assert_eq!(
+            registered_providers(Provider::TensorRt),
+            &[Provider::TensorRt, Provider::Cuda]
+        );
+        assert_eq!(registered_providers(Provider::Cuda), &[Provider::Cuda]);
+        for choice in [
+            ProviderChoice::Auto,
+            ProviderChoice::TensorRt,
+            ProviderChoice::Cuda,
+        ] {
+            assert_eq!(choice.chain().last(), Some(&Provider::Cpu), "{choice:?}");
+        }
     }
 }

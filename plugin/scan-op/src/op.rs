@@ -34,11 +34,15 @@ pub struct SelectiveScanKernel {
 
 /// The `smdim` domain holding [`SelectiveScan`] and its CUDA twin
 /// ([`crate::cuda::SelectiveScanCuda`]), for `SessionBuilder::with_operators`. ONNX Runtime
-/// picks the twin that matches the node's execution provider.
+/// picks the twin that matches the node's execution provider. A build without the CUDA kernel
+/// registers the CPU twin alone, so CUDA sessions still work (the scan runs on the CPU).
 pub fn operator_domain() -> ort::Result<OperatorDomain> {
-    OperatorDomain::new(DOMAIN)?
-        .add(SelectiveScan)?
-        .add(crate::cuda::SelectiveScanCuda)
+    let domain = OperatorDomain::new(DOMAIN)?.add(SelectiveScan)?;
+    if crate::cuda::kernel_image().is_some() {
+        domain.add(crate::cuda::SelectiveScanCuda)
+    } else {
+        Ok(domain)
+    }
 }
 
 static CPU_RUNS: AtomicU64 = AtomicU64::new(0);

@@ -95,6 +95,9 @@ impl Operator for SelectiveScanCuda {
                 )));
             }
             driver_ready().map_err(ort::Error::new)?;
+            // Refusing here fails the session build, so the provider chain falls back with this
+            // reason instead of failing every generation at launch.
+            check_device().map_err(ort::Error::new)?;
             Ok(SelectiveScanCudaKernel)
         })
     }
@@ -139,6 +142,42 @@ pub fn driver_ready() -> Result<(), String> {
     });
     *ready = Some(r.clone());
     r
+}
+
+/// The oldest GPU generation the fatbin has code for (its PTX JIT-compiles only forward).
+pub const MIN_COMPUTE_CAPABILITY: (i32, i32) = (8, 0);
+
+/// Checks that the GPU ONNX Runtime uses (the current context's, else device 0) can run the
+/// embedded kernel.
+fn check_device() -> Result<(), String> {
+    let device = match cu::ctx::get_current().map_err(|e| driver_error("cuCtxGetCurrent", e))? {
+        Some(_) => {
+            let mut device: sys::CUdevice = 0;
+            // SAFETY: a context is current; the out-pointer is valid.
+            unsafe { sys::cuCtxGetDevice(&mut device) }
+                .result()
+                .map_err(|e| driver_error("cuCtxGetDevice", e))?;
+            device
+        }
+        None => cu::device::get(0).map_err(|e| driver_error("cuDeviceGet", e))?,
+    };
+    use sys::CUdevice_attribute::*;
+    // SAFETY: `device` came from the driver.
+    let (major, minor) = unsafe {
+        (
+            cu::device::get_attribute(device, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
+            cu::device::get_attribute(device, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR),
+        )
+    };
+    let major = major.map_err(|e| driver_error("cuDeviceGetAttribute", e))?;
+    let minor = minor.map_err(|e| driver_error("cuDeviceGetAttribute", e))?;
+    if (major, minor) < MIN_COMPUTE_CAPABILITY {
+        return Err(format!(
+            "{DOMAIN}::{OP_NAME} (CUDA): this GPU is sm_{major}{minor}; the kernel needs sm_80 \
+             (Ampere) or newer"
+        ));
+    }
+    Ok(())
 }
 
 /// The kernel function per CUDA context (a module must be loaded into each context it runs in).
