@@ -96,6 +96,10 @@ struct GenerateArgs {
     /// cpu, cuda, tensorrt or auto (falls back towards the CPU).
     #[arg(long, default_value = "cpu")]
     provider: String,
+    /// TensorRT engine cache folder (default: the per-user cache, e.g. ~/.cache/smdim/tensorrt).
+    /// The first run with TensorRT builds an engine there, which takes minutes.
+    #[arg(long, value_name = "DIR")]
+    tensorrt_cache: Option<PathBuf>,
     /// ONNX model (default: the shipped models/smdim-default.onnx).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -139,6 +143,9 @@ fn generate(args: GenerateArgs) -> Result<()> {
     if let Some(threads) = args.threads {
         options.threads = threads.max(1);
     }
+    if let Some(dir) = args.tensorrt_cache {
+        options.tensorrt_cache = Some(dir);
+    }
     let settings = GenerationSettings {
         bars: args.bars,
         time_signature: parse_meter(&args.meter)?,
@@ -160,8 +167,9 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(&model_path), &options)?;
     let load_time = load_start.elapsed();
     for (skipped, why) in &denoiser.fallbacks {
-        println!("provider {skipped} unavailable: {why}");
+        println!("provider {skipped} passed over: {why}");
     }
+    println!("provider in use: {}", denoiser.provider);
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let generated = smdim_inference::generate(&mut denoiser, &settings, &cancel, |_, _| {})?;
     let options = WriteOptions {
@@ -296,4 +304,40 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_and_tensorrt_cache_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "smdim",
+            "generate",
+            "--out",
+            "x.mid",
+            "--provider",
+            "tensorrt",
+            "--tensorrt-cache",
+            "/tmp/engines",
+        ])
+        .unwrap();
+        let Command::Generate(args) = cli.command else {
+            panic!("not generate");
+        };
+        assert_eq!(args.provider, "tensorrt");
+        assert_eq!(args.tensorrt_cache, Some(PathBuf::from("/tmp/engines")));
+        let Command::Generate(defaults) = Cli::try_parse_from(["smdim", "generate", "-o", "y.mid"])
+            .unwrap()
+            .command
+        else {
+            panic!("not generate");
+        };
+        assert_eq!(defaults.provider, "cpu");
+        assert_eq!(
+            defaults.tensorrt_cache, None,
+            "SessionOptions' per-user default applies"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The egui editor: piano roll with bar lines and the host playhead, Generate / Variation /
-//! Cancel, undo/redo through the history, progress, provider and timing, errors, Export .mid,
+//! Cancel, undo/redo through the history, progress, the compute device setting with the
+//! provider in use (fallback reasons on hover), timing, errors, Export .mid,
 //! the generation parameters, and the drag handle (the phrase as a .mid dragged into the DAW;
 //! Copy path as a fallback).
 //!
@@ -23,7 +24,8 @@ use crate::drag::{self, DragState};
 use crate::export;
 use crate::model;
 use crate::params::SmdimParams;
-use crate::session::{Request, Session};
+use crate::session::{fallback_notes, Request, Session};
+use crate::state::{device_label, DEVICES};
 
 pub const GENERATE_LABEL: &str = "Generate";
 
@@ -181,15 +183,51 @@ impl SmdimEditor {
         }
     }
 
+    /// The "Compute device" combo box, and the provider actually running the model. Fallback
+    /// reasons stay out of the way (one muted note, the reasons on hover): running on the CPU
+    /// is a normal state, not an error.
+    fn device_line(&self, ui: &mut egui::Ui, status: Option<&smdim_inference::Status>) {
+        let device = self.session.device();
+        let mut chosen = device;
+        ui.label("Compute device");
+        egui::ComboBox::from_id_salt("compute-device")
+            .selected_text(device_label(device))
+            .show_ui(ui, |ui| {
+                for choice in DEVICES {
+                    ui.selectable_value(&mut chosen, choice, device_label(choice));
+                }
+            })
+            .response
+            .on_hover_text(
+                "Where the model runs. GPU choices need the SMDIM GPU pack and fall back to \
+                 the next one (to the CPU at last) when unavailable. Changing it reloads the \
+                 model; a generation already running finishes first.",
+            );
+        if chosen != device {
+            self.session.set_device(chosen);
+        }
+        let provider = match status {
+            None => "not loaded yet",
+            Some(s) => match (s.provider, s.phase) {
+                (Some(p), _) => p.name(),
+                (None, Phase::Loading) => "loading…",
+                (None, _) => "not loaded",
+            },
+        };
+        ui.label(format!("Provider: {provider}"));
+        let notes = status.map(fallback_notes).unwrap_or_default();
+        if let Some(status) = status.filter(|_| !notes.is_empty()) {
+            let skipped: Vec<&str> = status.fallbacks.iter().map(|(p, _)| p.name()).collect();
+            ui.label(egui::RichText::new(format!("({} unavailable)", skipped.join(", "))).weak())
+                .on_hover_text(notes.join("\n"));
+        }
+    }
+
     fn status_line(&self, ui: &mut egui::Ui) {
         let status = self.session.status();
         let current = self.session.current();
         ui.horizontal_wrapped(|ui| {
-            let provider = status
-                .as_ref()
-                .and_then(|s| s.provider)
-                .map_or("not loaded yet", |p| p.name());
-            ui.label(format!("Provider: {provider}"));
+            self.device_line(ui, status.as_ref());
             ui.separator();
             match status.as_ref().and_then(|s| s.last_elapsed) {
                 Some(t) if t.as_secs_f64() < 1.0 => ui.label(format!(

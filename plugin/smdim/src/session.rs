@@ -8,6 +8,12 @@
 //!   ONNX Runtime and the model lazily on its own worker thread), adopts finished phrases into
 //!   the history and hands them to the audio thread.
 //!
+//! The "Compute device" setting is part of the saved state. When it changes (editor or a loaded
+//! project) the controller, woken, asks a started generator to reload with the new
+//! [`SessionOptions`]; the worker does it after a running generation (never cancelled by it) and
+//! before any queued one, newest choice wins. Nothing here blocks: the audio thread is not
+//! involved, and before the first generation nothing loads (the next start uses the setting).
+//!
 //! Every phrase the audio thread plays goes through [`Session::publish`] under the state lock,
 //! so what is saved with the project is always what plays.
 //!
@@ -27,7 +33,9 @@ use nice_plug::params::persist::PersistentField;
 use parking_lot::{Mutex, RwLock};
 use smdim_engine::handoff::PhraseHandoff;
 use smdim_engine::TimeSignature;
-use smdim_inference::{Generated, GenerationSettings, Generator, SessionOptions, Shared, Status};
+use smdim_inference::{
+    Generated, GenerationSettings, Generator, ProviderChoice, SessionOptions, Shared, Status,
+};
 
 use crate::model;
 use crate::params::SmdimParams;
@@ -278,12 +286,36 @@ impl Session {
     pub fn load_state(&self, new_state: SavedState) {
         self.state_loaded.store(true, Ordering::SeqCst);
         let mut state = self.state.write();
+        let device_changed = state.device != new_state.device;
         *state = new_state;
         if let Some(current) = state.current().cloned() {
             self.publish_locked(&current);
         } else {
             self.changes.fetch_add(1, Ordering::SeqCst);
         }
+        drop(state);
+        if device_changed {
+            // An unpark only (this may run on the audio thread): the controller reloads.
+            self.wake();
+        }
+    }
+
+    /// The "Compute device" setting.
+    pub fn device(&self) -> ProviderChoice {
+        self.state.read().device
+    }
+
+    /// Changes the "Compute device" setting (saved with the project); a started generator
+    /// reloads the model on its own thread.
+    pub fn set_device(&self, device: ProviderChoice) {
+        let mut state = self.state.write();
+        if state.device == device {
+            return;
+        }
+        state.device = device;
+        drop(state);
+        nice_log!("SMDIM: compute device set to {device:?}");
+        self.wake();
     }
 
     /// Milliseconds since the last generation was requested.
@@ -301,6 +333,34 @@ pub fn user_data_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .or_else(|| std::env::var_os("APPDATA").map(PathBuf::from))?;
     Some(base.join("smdim"))
+}
+
+/// The fallbacks of `status` as sentences for the editor and the log, e.g. "CUDA unavailable:
+/// … → running on CPU".
+pub fn fallback_notes(status: &Status) -> Vec<String> {
+    let running_on = status.provider.map_or("nothing", |p| p.name());
+    status
+        .fallbacks
+        .iter()
+        .map(|(provider, why)| {
+            // The engine's reasons may already start with the provider's name.
+            let prefix = format!("{} provider unavailable: ", provider.name());
+            let why = why.strip_prefix(&prefix).unwrap_or(why);
+            format!("{provider} unavailable: {why} → running on {running_on}")
+        })
+        .collect()
+}
+
+/// Session options for `device`, with the per-user ONNX Runtime folder searched too.
+pub fn session_options(device: ProviderChoice) -> SessionOptions {
+    let mut options = SessionOptions {
+        provider: device,
+        ..SessionOptions::default()
+    };
+    if let Some(dir) = user_data_dir() {
+        options.library_dirs.push(dir.join("onnxruntime"));
+    }
+    options
 }
 
 /// A seed from the clock and a counter (splitmix64), for "new seed each time" and Variation.
@@ -331,34 +391,45 @@ pub fn spawn_controller(
 
 struct Running {
     generator: Generator,
-    /// A generation is in flight.
+    /// The compute device the generator was last told to use.
+    device: ProviderChoice,
+    /// A generation is in flight (until the worker has done every job sent to it).
     waiting: bool,
-    /// Since when the worker has been seen idle without a result (errors, cancels).
-    idle_since: Option<Instant>,
 }
 
-/// How long the worker may look idle after a request before it counts as failed/cancelled
-/// (covers the moment between queueing a job and the worker picking it up).
-const IDLE_GRACE: Duration = Duration::from_millis(100);
-
 fn start_generator(session: &Session) -> Option<Running> {
-    let mut options = SessionOptions::default();
-    if let Some(dir) = user_data_dir() {
-        options.library_dirs.push(dir.join("onnxruntime"));
-    }
-    match Generator::spawn(model::source(), options) {
+    let device = session.device();
+    match Generator::spawn(model::source(), session_options(device)) {
         Ok(generator) => {
+            generator
+                .shared()
+                .set_logger(|message| nice_log!("SMDIM: {message}"));
             *session.generator.lock() = Some(generator.shared().clone());
             Some(Running {
                 generator,
+                device,
                 waiting: false,
-                idle_since: None,
             })
         }
         Err(e) => {
             session.set_error(Some(format!("could not start the generator thread: {e}")));
             None
         }
+    }
+}
+
+/// Tells a started generator to reload when the setting differs from what it was told last.
+fn sync_device(running: &mut Option<Running>, session: &Session) {
+    let Some(r) = running.as_mut() else {
+        return;
+    };
+    let wanted = session.device();
+    if r.device == wanted {
+        return;
+    }
+    match r.generator.reload(session_options(wanted)) {
+        Ok(()) => r.device = wanted,
+        Err(e) => session.set_error(Some(e.to_string())),
     }
 }
 
@@ -404,8 +475,11 @@ fn controller(session: Arc<Session>, params: Arc<SmdimParams>, requests: Receive
                 drop(running);
                 return;
             }
+            // Before a generation, so that it runs on the device chosen with it.
+            sync_device(&mut running, &session);
             handle(request, &mut running, &session, &params);
         }
+        sync_device(&mut running, &session);
         if let Some(r) = running.as_mut().filter(|r| r.waiting) {
             poll(r, &session);
         }
@@ -453,7 +527,6 @@ fn handle(
             match r.generator.generate(settings) {
                 Ok(()) => {
                     r.waiting = true;
-                    r.idle_since = None;
                 }
                 Err(e) => {
                     session.set_error(Some(e.to_string()));
@@ -464,30 +537,23 @@ fn handle(
     }
 }
 
-/// Adopts a finished phrase, or notices that the generation ended without one.
+/// Adopts finished phrases; the generation is over once the worker has done every job sent to
+/// it (a phrase, an error or a cancel). Exact, where "the phase has read Idle for a while"
+/// misfired when the worker thread was slow to take a job up.
 fn poll(r: &mut Running, session: &Session) {
     let shared = r.generator.shared();
+    // Read before taking: once the worker is idle, everything it published is in the handoff.
+    let idle = shared.is_idle();
     // The worker publishes into its own handoff; adopting from there (instead of letting the
     // audio thread read it) keeps history and playback in one place.
-    let mut finished = false;
     while let Some(generated) = shared.handoff.take() {
         session.adopt(generated);
-        finished = true;
     }
-    if finished {
+    if idle {
         r.waiting = false;
-    } else if shared.status().phase == smdim_inference::Phase::Idle {
-        let since = *r.idle_since.get_or_insert_with(Instant::now);
-        if since.elapsed() > IDLE_GRACE {
-            r.waiting = false;
-            if let Some(error) = shared.status().last_error {
-                nice_log!("SMDIM generation failed: {error}");
-            }
-        }
-    } else {
-        r.idle_since = None;
-    }
-    if !r.waiting {
         session.busy.store(false, Ordering::SeqCst);
+        if let Some(error) = shared.status().last_error {
+            nice_log!("SMDIM generation failed: {error}");
+        }
     }
 }

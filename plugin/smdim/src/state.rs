@@ -1,5 +1,11 @@
 //! What SMDIM saves in the host project: the phrase history (each entry the phrase with the
-//! settings, tokens and provider that made it) and which entry plays.
+//! settings, tokens and provider that made it), which entry plays, and the compute device
+//! setting.
+//!
+//! The compute device lives here rather than in a host parameter: changing it reloads the model,
+//! which automation must never trigger. It was added to version 1 as an optional field (an older
+//! build ignores it and a state without it means the default, CPU), so no version bump: a bump
+//! would make older builds refuse the whole project for one setting they can do without.
 //!
 //! The JSON carries a `version`. [`SavedState::from_json_value`] reads every version this code
 //! has ever written (today: 1) and refuses newer ones with a clear error instead of guessing, so
@@ -12,7 +18,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use smdim_engine::phrase::{Phrase, MAX_BARS};
-use smdim_inference::Generated;
+use smdim_inference::{Generated, ProviderChoice};
 
 /// The format this build writes.
 pub const STATE_VERSION: u32 = 1;
@@ -29,6 +35,62 @@ pub struct SavedState {
     pub history: Vec<Arc<Generated>>,
     /// Index into `history` of the phrase that plays; `None` when nothing was generated yet.
     pub cursor: Option<usize>,
+    /// The "Compute device" setting (stable ids on disk: see [`device_id`]).
+    #[serde(serialize_with = "serialize_device")]
+    pub device: ProviderChoice,
+}
+
+/// The setting's default. CPU rather than Auto: the plugin ships the CPU ONNX Runtime, so on a
+/// machine without the GPU pack Auto would only add two fallback reasons to every load, and with
+/// it TensorRT's first engine build takes minutes inside the DAW. GPU use is opt-in.
+pub const DEFAULT_DEVICE: ProviderChoice = ProviderChoice::Cpu;
+
+/// Every choice, in the order the editor lists them.
+pub const DEVICES: [ProviderChoice; 4] = [
+    ProviderChoice::Auto,
+    ProviderChoice::TensorRt,
+    ProviderChoice::Cuda,
+    ProviderChoice::Cpu,
+];
+
+/// The on-disk id of a choice; written by us, not by the enum's derive, so renaming a variant in
+/// the engine never breaks saved projects.
+pub fn device_id(choice: ProviderChoice) -> &'static str {
+    match choice {
+        ProviderChoice::Auto => "auto",
+        ProviderChoice::TensorRt => "tensorrt",
+        ProviderChoice::Cuda => "cuda",
+        ProviderChoice::Cpu => "cpu",
+    }
+}
+
+/// What the editor's combo box says.
+pub fn device_label(choice: ProviderChoice) -> &'static str {
+    match choice {
+        ProviderChoice::Auto => "Auto (TensorRT → CUDA → CPU)",
+        ProviderChoice::TensorRt => "TensorRT",
+        ProviderChoice::Cuda => "CUDA",
+        ProviderChoice::Cpu => "CPU",
+    }
+}
+
+fn serialize_device<S: serde::Serializer>(
+    choice: &ProviderChoice,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(device_id(*choice))
+}
+
+/// Lenient: a missing, unknown (a newer build's device) or malformed value is the default; the
+/// phrases must load whatever this one setting holds.
+fn deserialize_device<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<ProviderChoice, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(value
+        .as_str()
+        .and_then(|id| DEVICES.into_iter().find(|&c| device_id(c) == id))
+        .unwrap_or(DEFAULT_DEVICE))
 }
 
 impl SavedState {
@@ -37,6 +99,7 @@ impl SavedState {
             version: STATE_VERSION,
             history: Vec::new(),
             cursor: None,
+            device: DEFAULT_DEVICE,
         }
     }
 
@@ -110,6 +173,13 @@ struct StateV1 {
     history: Vec<Generated>,
     #[serde(default)]
     cursor: Option<usize>,
+    /// Added after the first release of version 1 (absent in older projects).
+    #[serde(default = "default_device", deserialize_with = "deserialize_device")]
+    device: ProviderChoice,
+}
+
+fn default_device() -> ProviderChoice {
+    DEFAULT_DEVICE
 }
 
 impl StateV1 {
@@ -134,6 +204,7 @@ impl StateV1 {
             version: STATE_VERSION,
             history,
             cursor,
+            device: self.device,
         }
     }
 }
@@ -205,6 +276,45 @@ mod tests {
         assert_eq!(current.phrase.bars, 2);
         assert_eq!(current.phrase.notes.len(), 3);
         assert_eq!(current.phrase.notes[0].pitch, 60);
+        assert_eq!(
+            state.device, DEFAULT_DEVICE,
+            "written before the setting existed"
+        );
+    }
+
+    #[test]
+    fn device_round_trips_with_stable_ids() {
+        for device in DEVICES {
+            let mut state = SavedState::new();
+            state.push(generated(1));
+            state.device = device;
+            let value = serde_json::to_value(&state).unwrap();
+            assert_eq!(value["device"], device_id(device));
+            assert_eq!(value["version"], 1, "an optional field: no version bump");
+            let back: SavedState = serde_json::from_value(value).unwrap();
+            assert_eq!(back, state);
+        }
+        assert_eq!(DEFAULT_DEVICE, ProviderChoice::Cpu);
+        assert_eq!(SavedState::new().device, ProviderChoice::Cpu);
+    }
+
+    #[test]
+    fn unknown_device_loads_the_phrases_with_the_default() {
+        let mut state = SavedState::new();
+        state.push(generated(4));
+        for odd in [
+            serde_json::json!("metal"),
+            serde_json::json!(3),
+            serde_json::Value::Null,
+        ] {
+            let mut value = serde_json::to_value(&state).unwrap();
+            value["device"] = odd.clone();
+            let back = SavedState::from_json_value(value).unwrap();
+            assert_eq!(back.device, DEFAULT_DEVICE, "{odd}");
+            assert_eq!(back.history, state.history);
+        }
+        let cuda = SavedState::from_json(r#"{"version":1,"device":"cuda"}"#).unwrap();
+        assert_eq!(cuda.device, ProviderChoice::Cuda);
     }
 
     #[test]

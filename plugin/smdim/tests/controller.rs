@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smdim::params::SmdimParams;
-use smdim::session::{spawn_controller, Request, Session, SessionField};
+use smdim::session::{fallback_notes, spawn_controller, Request, Session, SessionField};
 use smdim_engine::TimeSignature;
-use smdim_inference::GenerationSettings;
+use smdim_inference::{GenerationSettings, Phase, Provider, ProviderChoice, Status};
 
 fn start() -> (Arc<Session>, std::thread::JoinHandle<()>) {
     let (session, requests) = Session::new();
@@ -47,7 +47,9 @@ fn generates_keeps_history_and_errors_leave_the_phrase_playing() {
 
     session.request(Request::Settings(small(1)));
     wait_idle(&session);
-    let first = session.current().expect("a phrase");
+    let first = session
+        .current()
+        .unwrap_or_else(|| panic!("no phrase: {:?}", session.error()));
     assert_eq!(first.settings.seed, 1);
     assert!(!first.phrase.notes.is_empty());
     let status = session.status().expect("generator started");
@@ -130,4 +132,98 @@ fn instances_loading_at_the_same_moment_all_generate() {
         session.shutdown();
         handle.join().unwrap();
     }
+}
+
+/// Waits until the generator has taken up `device` and finished loading with it.
+fn wait_for_device(session: &Session, device: ProviderChoice) -> Status {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = session.status() {
+            if status.choice == Some(device) && status.phase == Phase::Idle {
+                return status;
+            }
+        }
+        assert!(Instant::now() < deadline, "no reload to {device:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The provider in use is one of `choice`'s chain, every provider before it in the chain was
+/// passed over with a reason, and the editor's notes say so. Returns the provider in use.
+fn check_provider(status: &Status, choice: ProviderChoice) -> Provider {
+    let provider = status.provider.expect("a provider in use");
+    let chain = choice.chain();
+    let position = chain
+        .iter()
+        .position(|&p| p == provider)
+        .unwrap_or_else(|| panic!("{provider} is not in the chain of {choice:?}"));
+    let skipped: Vec<Provider> = status.fallbacks.iter().map(|(p, _)| *p).collect();
+    assert_eq!(skipped, chain[..position], "{:?}", status.fallbacks);
+    let notes = fallback_notes(status);
+    assert_eq!(notes.len(), skipped.len());
+    for ((skipped, why), note) in status.fallbacks.iter().zip(&notes) {
+        assert!(!why.trim().is_empty(), "{skipped}: empty reason");
+        assert!(
+            note.starts_with(&format!("{skipped} unavailable: ")),
+            "{note}"
+        );
+        assert!(
+            note.ends_with(&format!("→ running on {provider}")),
+            "{note}"
+        );
+    }
+    provider
+}
+
+#[test]
+fn compute_device_setting_reloads_and_reports_the_provider() {
+    let (session, handle) = start();
+    assert_eq!(session.device(), ProviderChoice::Cpu, "the default");
+
+    // Before the first generation the setting loads nothing; the generator starts with it.
+    session.set_device(ProviderChoice::Cuda);
+    assert!(session.status().is_none());
+    session.request(Request::Settings(small(21)));
+    wait_idle(&session);
+    let status = session.status().expect("generator started");
+    assert_eq!(status.last_error, None);
+    assert_eq!(status.choice, Some(ProviderChoice::Cuda));
+    assert_eq!(status.loads, 1);
+    let provider = check_provider(&status, ProviderChoice::Cuda);
+    assert_eq!(session.current().unwrap().provider, provider);
+    if provider == Provider::Cpu {
+        // No usable CUDA here (this machine: no GPU; which reason depends on what this process
+        // loaded first): the CPU runs it, and the editor's note says why, naming CUDA.
+        let notes = fallback_notes(&status);
+        assert!(notes[0].starts_with("CUDA unavailable: "), "{}", notes[0]);
+    }
+    assert!(session.error().is_none(), "a fallback is not an error");
+
+    // Changing it reloads at once (no generation needed) and the status follows.
+    session.set_device(ProviderChoice::Cpu);
+    let status = wait_for_device(&session, ProviderChoice::Cpu);
+    assert_eq!(status.last_error, None);
+    assert_eq!(check_provider(&status, ProviderChoice::Cpu), Provider::Cpu);
+    assert_eq!(status.loads, 2);
+    assert!(fallback_notes(&status).is_empty());
+
+    // A project carrying another device reloads as well, its phrases unchanged.
+    let mut saved = session.state();
+    saved.device = ProviderChoice::Auto;
+    session.load_state(saved.clone());
+    assert_eq!(session.state(), saved);
+    let status = wait_for_device(&session, ProviderChoice::Auto);
+    assert_eq!(status.last_error, None);
+    check_provider(&status, ProviderChoice::Auto);
+    assert_eq!(status.loads, 3);
+
+    // Generation goes on with the reloaded model, without loading again.
+    session.request(Request::Settings(small(22)));
+    wait_idle(&session);
+    assert_eq!(session.current().unwrap().settings.seed, 22);
+    assert!(session.error().is_none(), "{:?}", session.error());
+    assert_eq!(session.status().unwrap().loads, 3);
+
+    session.shutdown();
+    handle.join().unwrap();
 }
