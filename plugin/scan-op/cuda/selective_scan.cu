@@ -16,6 +16,12 @@
 // Built by `cargo xtask build-ops` (nvcc from PyPI) into a fatbin (sm_80, sm_86, sm_89, sm_90 and
 // compute_90 PTX for newer GPUs) that the Rust operator embeds and loads with the CUDA driver.
 
+// The CPU emulation test (tests/cuda_emulated.rs) compiles this file as C++ with its own
+// definition of this macro; nvcc uses dynamic shared memory.
+#ifndef SMDIM_DYNAMIC_SHARED
+#define SMDIM_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 #define SMDIM_THREADS 128
 #define SMDIM_ITEMS 8
 #define SMDIM_TILE (SMDIM_THREADS * SMDIM_ITEMS)
@@ -66,7 +72,7 @@ extern "C" __global__ void __launch_bounds__(SMDIM_THREADS)
                              const float* __restrict__ C, const float* __restrict__ D,
                              float* __restrict__ y, int channels, int state, int len) {
     // carry[n]: the state h[n] at the end of the previous tile.
-    extern __shared__ float carry[];
+    SMDIM_DYNAMIC_SHARED(float, carry);
     __shared__ Affine warp_total[SMDIM_WARPS];
 
     const int channel = blockIdx.x;
