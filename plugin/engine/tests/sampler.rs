@@ -72,6 +72,31 @@ fn default_request_many_seeds() {
     }
 }
 
+/// Found by the property test below: a bar filled to near (or beyond) capacity (one pitch, one
+/// note per onset), so the padding to the model's multiple of 4 must shrink it.
+#[test]
+fn a_bar_near_capacity_still_fits_the_model() {
+    let request = PhraseRequest {
+        bars: 2,
+        time_signature: TimeSignature::new(2, 2).unwrap(),
+        tempo: Some(100.0),
+        notes_per_quarter: 3.556911549127619,
+        lowest_pitch: 21,
+        highest_pitch: 21,
+        key: None,
+        max_notes_per_onset: 1,
+    };
+    check_phrase(&request, 0, 1, 0.0, 0.5);
+    check_phrase(&request, 3, 16, 1.0, 0.95);
+    // A density above what one bar can hold: the bar is filled to capacity, not refused.
+    let over_full = PhraseRequest {
+        bars: 1,
+        notes_per_quarter: 3.980267233106328,
+        ..request
+    };
+    check_phrase(&over_full, 0, 1, 0.0, 0.5);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(150))]
 

@@ -161,6 +161,8 @@ pub enum PlanError {
     NoPitches { low: u8, high: u8 },
     #[error("bars must be at least 1")]
     NoBars,
+    #[error("no layout of {bars} bars has a length that is a multiple of {multiple}: change the density or the notes per onset")]
+    NoLayout { bars: u32, multiple: usize },
 }
 
 /// The skeleton of a phrase: token slots with fixed tokens and MASK, plus the constraints.
@@ -387,6 +389,25 @@ impl Constraints {
     }
 }
 
+/// The fillable bar length nearest `target` in steps of `step`: the smallest growth if the bar
+/// has room, else the smallest cut.
+fn nearest_fillable(
+    constraints: &Constraints,
+    target: usize,
+    after_tempo: bool,
+    step: usize,
+) -> Option<usize> {
+    // No bar holds more than a position, pitches and durations on every position (+ slack).
+    let capacity = constraints.positions_per_bar as usize * (1 + 2 * constraints.max_notes) + 2;
+    let longer = (0..)
+        .map(|k| target + k * step)
+        .take_while(|&f| f <= capacity.max(target));
+    let shorter = (1..).map_while(|k| target.checked_sub(k * step));
+    longer
+        .chain(shorter)
+        .find(|&f| constraints.fillable(f, after_tempo))
+}
+
 /// Lays out the skeleton for `request`; `length_multiple` is the model's downsampling factor
 /// and `max_len` its longest input.
 pub fn plan(
@@ -455,25 +476,49 @@ pub fn plan(
         1.5
     };
     let per_bar = ((3.0 * density * ts.bar_quarters()).round() as usize).max(3);
-    let mut tokens = Vec::new();
+    // Free slots per bar: the density's budget, raised to the next length a bar can fill, or
+    // lowered to the most it can hold (a dense request on few pitches and positions).
+    let mut bars: Vec<(bool, usize)> = Vec::with_capacity(request.bars as usize);
+    let mut skeleton = 0;
     for bar in 0..request.bars {
+        let after_tempo = bar == 0 && tempo_id.is_some() && position0.is_some();
+        skeleton += if after_tempo { 4 } else { 2 };
+        let free =
+            nearest_fillable(&constraints, per_bar, after_tempo, 1).ok_or(PlanError::NoLayout {
+                bars: request.bars,
+                multiple: 1,
+            })?;
+        bars.push((after_tempo, free));
+    }
+    // The model's downsampling needs a multiple of `length_multiple`. One bar absorbs the
+    // difference, the last one that can: longer if it has room, else shorter (a bar near its
+    // capacity, e.g. one note per onset on every position, cannot grow).
+    let multiple = length_multiple.max(1);
+    let total = skeleton + bars.iter().map(|&(_, free)| free).sum::<usize>();
+    let short = (multiple - total % multiple) % multiple;
+    if short != 0 {
+        let adjusted = bars
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, &(after_tempo, free))| {
+                nearest_fillable(&constraints, free + short, after_tempo, multiple).map(|f| (i, f))
+            });
+        let Some((i, free)) = adjusted else {
+            return Err(PlanError::NoLayout {
+                bars: request.bars,
+                multiple,
+            });
+        };
+        bars[i].1 = free;
+    }
+    let mut tokens = Vec::new();
+    for &(after_tempo, free) in &bars {
         tokens.push(vocab.bar_id());
         tokens.push(ts_id);
-        let after_tempo = bar == 0 && tempo_id.is_some() && position0.is_some();
         if after_tempo {
             tokens.push(position0.expect("checked"));
             tokens.push(tempo_id.expect("checked"));
-        }
-        let mut free = per_bar;
-        while !constraints.fillable(free, after_tempo) {
-            free += 1;
-            if free > max_len {
-                return Err(PlanError::TooLong {
-                    bars: request.bars,
-                    needed: free,
-                    max: max_len,
-                });
-            }
         }
         constraints.runs.push(FreeRun {
             start: tokens.len(),
@@ -481,21 +526,6 @@ pub fn plan(
             after_tempo,
         });
         tokens.extend(std::iter::repeat_n(mask, free));
-    }
-    // Pad the last bar until the length suits the model's downsampling.
-    let multiple = length_multiple.max(1);
-    loop {
-        let last = *constraints.runs.last().expect("at least one bar");
-        if tokens.len() % multiple == 0
-            && constraints.fillable(last.end - last.start, last.after_tempo)
-        {
-            break;
-        }
-        if tokens.len() > max_len {
-            break;
-        }
-        constraints.runs.last_mut().expect("at least one bar").end += 1;
-        tokens.push(mask);
     }
     if tokens.len() > max_len {
         return Err(PlanError::TooLong {
@@ -607,6 +637,26 @@ mod tests {
             plan(vocab, &too_long, 4, 512),
             Err(PlanError::TooLong { .. })
         ));
+        // Regression (found by the sampler property test): one pitch, one note per onset, 2/2
+        // at a density that fills the second bar to 45 of its 48 slots; the phrase must still
+        // reach a multiple of 4 (the last bar could not grow, so it shrinks).
+        let full = PhraseRequest {
+            bars: 2,
+            time_signature: TimeSignature::new(2, 2).unwrap(),
+            notes_per_quarter: 3.556911549127619,
+            lowest_pitch: 21,
+            highest_pitch: 21,
+            key: None,
+            max_notes_per_onset: 1,
+            ..Default::default()
+        };
+        let plan_full = plan(vocab, &full, 4, 4096).unwrap();
+        assert_eq!(plan_full.tokens.len() % 4, 0);
+        for run in &plan_full.constraints.runs {
+            assert!(plan_full
+                .constraints
+                .fillable(run.end - run.start, run.after_tempo));
+        }
         let odd = PhraseRequest {
             time_signature: TimeSignature::new(7, 16).unwrap(),
             ..Default::default()
