@@ -16,10 +16,11 @@
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
+
+use crate::wheels::{self, hash_ok, PinnedWheel};
 
 pub const ORT_VERSION: &str = "1.31.1";
 
@@ -118,59 +119,11 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
-fn hash_ok(path: &Path, want: &str) -> bool {
-    path.is_file() && sha256_file(path).map(|h| h == want).unwrap_or(false)
-}
-
 /// Where the library of `platform` ends up.
 pub fn library_path(root: &Path, platform: &OrtPlatform) -> PathBuf {
     root.join("target/onnxruntime")
         .join(platform.name)
         .join(platform.library_name())
-}
-
-fn pip_download(python: &str, platform: &OrtPlatform, dest: &Path) -> Result<()> {
-    let mut cmd = Command::new(python);
-    cmd.args([
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--platform",
-        platform.pip_platform,
-        "--python-version",
-        "3.12",
-        "--disable-pip-version-check",
-        "-d",
-    ])
-    .arg(dest)
-    .arg(format!("onnxruntime=={ORT_VERSION}"));
-    eprintln!("fetch-ort: {cmd:?}");
-    let out = match cmd.output() {
-        Ok(out) => out,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
-            "`{python}` not found: fetch-ort needs Python 3 with pip to download the \
-             onnxruntime wheel (set PYTHON=/path/to/python3), or pass --wheel FILE \
-             with a wheel downloaded elsewhere"
-        ),
-        Err(e) => return Err(e).with_context(|| format!("starting {python}")),
-    };
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = stderr.lines().rev().take(12).collect();
-    let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
-    if stderr.contains("No module named pip") {
-        bail!("`{python}` has no pip module: install pip (e.g. `{python} -m ensurepip`) and retry\n{tail}");
-    }
-    bail!(
-        "pip could not download onnxruntime=={ORT_VERSION} for {} ({}): is PyPI reachable \
-         (network, proxy, pip index settings)? Offline: pass --wheel FILE.\npip said:\n{tail}",
-        platform.name,
-        out.status
-    )
 }
 
 /// Makes sure the pinned wheel of `platform` is in the cache (or is `wheel`) and returns it.
@@ -188,35 +141,15 @@ fn obtain_wheel(root: &Path, platform: &OrtPlatform, wheel: Option<&Path>) -> Re
         return Ok(wheel.to_path_buf());
     }
     let cache = root.join("target/ort-wheels").join(platform.name);
-    let cached = cache.join(platform.wheel);
-    if hash_ok(&cached, platform.wheel_sha256) {
-        return Ok(cached);
-    }
-    if cached.exists() {
-        fs::remove_file(&cached)?;
-    }
-    fs::create_dir_all(&cache)?;
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    pip_download(&python, platform, &cache)?;
-    if !cached.is_file() {
-        bail!(
-            "pip finished but {} is not there (pip chose another file?): {:?}",
-            cached.display(),
-            fs::read_dir(&cache)?
-                .filter_map(|e| e.ok().map(|e| e.file_name()))
-                .collect::<Vec<_>>()
-        );
-    }
-    let got = sha256_file(&cached)?;
-    if got != platform.wheel_sha256 {
-        fs::remove_file(&cached)?;
-        bail!(
-            "downloaded {} has sha256 {got}, expected {}: refusing it (deleted)",
-            platform.wheel,
-            platform.wheel_sha256
-        );
-    }
-    Ok(cached)
+    let pinned = PinnedWheel {
+        package: "onnxruntime",
+        version: ORT_VERSION,
+        file: platform.wheel,
+        sha256: platform.wheel_sha256,
+    };
+    let mut paths = wheels::obtain_all(&cache, &[pinned], platform.pip_platform)
+        .context("offline? pass a wheel downloaded elsewhere with --wheel FILE")?;
+    Ok(paths.remove(0))
 }
 
 fn extract(wheel: &Path, platform: &OrtPlatform, dest: &Path) -> Result<()> {
@@ -352,14 +285,5 @@ mod tests {
             .to_string();
         assert!(e.contains("expected 1f3dea47"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_missing_python_is_a_clear_error() {
-        let dir = std::env::temp_dir();
-        let e = pip_download("/nonexistent/python3", platform("linux").unwrap(), &dir)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not found") && e.contains("--wheel"), "{e}");
     }
 }

@@ -23,7 +23,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -152,58 +151,43 @@ pub fn pip_platform(file: &str) -> &str {
     platform.rsplit('.').next().unwrap_or(platform)
 }
 
-/// `DT_SONAME` and `DT_NEEDED` of an ELF64 little-endian shared library, read from its section
-/// headers without loading the (up to 540 MB) file.
+/// `DT_SONAME` and `DT_NEEDED` of an ELF64 little-endian shared library. `object` reads
+/// through a cache of the parts it touches, so the (up to 540 MB) file is not loaded.
 pub fn elf_dependencies(path: &Path) -> Result<(Option<String>, Vec<String>)> {
-    let mut file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut read_at = |offset: u64, len: usize| -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        file.seek(SeekFrom::Start(offset))?;
-        file.read_exact(&mut buf)?;
-        Ok(buf)
-    };
+    use object::elf::{FileHeader64, DT_NEEDED, DT_NULL, DT_SONAME};
+    use object::read::elf::{Dyn, FileHeader};
+    use object::LittleEndian;
+
+    let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let cache = object::ReadCache::new(file);
     let not_elf = || format!("{} is not an ELF64 little-endian library", path.display());
-    let header = read_at(0, 64).with_context(not_elf)?;
-    if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
-        bail!(not_elf());
-    }
-    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
-    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
-    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
-    let (shoff, shentsize, shnum) = (
-        u64_at(&header, 0x28),
-        u16_at(&header, 0x3a),
-        u16_at(&header, 0x3c),
-    );
-    if shentsize < 64 || shnum == 0 {
-        bail!("{}: no section headers", path.display());
-    }
-    let sections = read_at(shoff, shentsize * shnum).with_context(not_elf)?;
-    let section = |i: usize| &sections[i * shentsize..(i + 1) * shentsize];
-    let Some(dynamic) = (0..shnum).map(section).find(|s| u32_at(s, 4) == 6) else {
+    let header = FileHeader64::<LittleEndian>::parse(&cache).with_context(not_elf)?;
+    let endian = header.endian().with_context(not_elf)?;
+    let sections = header.sections(endian, &cache).with_context(not_elf)?;
+    // The index that comes with the entries is their string table's (the section's link).
+    let Some((entries, strings_index)) = sections.dynamic(endian, &cache).with_context(not_elf)?
+    else {
         bail!("{} has no dynamic section", path.display());
     };
-    let strtab_index = u32_at(dynamic, 40) as usize;
-    if strtab_index >= shnum {
-        bail!("{}: bad string table index", path.display());
-    }
-    let strtab = section(strtab_index);
-    let strings = read_at(u64_at(strtab, 24), u64_at(strtab, 32) as usize)?;
-    let entries = read_at(u64_at(dynamic, 24), u64_at(dynamic, 32) as usize)?;
-    let string = |offset: u64| -> Result<String> {
-        let rest = strings
-            .get(offset as usize..)
-            .context("string offset out of range")?;
-        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-        Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
-    };
+    let strings = sections
+        .strings(endian, &cache, strings_index)
+        .with_context(not_elf)?;
     let (mut soname, mut needed) = (None, Vec::new());
-    for entry in entries.chunks_exact(16) {
-        match u64_at(entry, 0) {
-            0 => break,
-            1 => needed.push(string(u64_at(entry, 8))?),
-            14 => soname = Some(string(u64_at(entry, 8))?),
-            _ => {}
+    for entry in entries {
+        let tag = entry.tag(endian);
+        if tag == DT_NULL {
+            break;
+        }
+        if tag == DT_NEEDED || tag == DT_SONAME {
+            let name = entry
+                .string(endian, strings)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .with_context(not_elf)?;
+            if tag == DT_NEEDED {
+                needed.push(name);
+            } else {
+                soname = Some(name);
+            }
         }
     }
     Ok((soname, needed))
@@ -235,54 +219,24 @@ pub fn preload_order(libs: &BTreeMap<String, Vec<String>>) -> Vec<String> {
     out
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn json_list(items: &[String]) -> String {
-    let items: Vec<String> = items
-        .iter()
-        .map(|s| format!("\n    {}", json_string(s)))
-        .collect();
-    if items.is_empty() {
-        "[]".into()
-    } else {
-        format!("[{}\n  ]", items.join(","))
-    }
-}
-
 /// `manifest.json`, read by `smdim_inference::runtime` (`PackManifest`).
 pub fn manifest_json(preload: &[String], wheels: &[PinnedWheel]) -> String {
-    let packages: Vec<String> = wheels
+    let packages: serde_json::Map<String, serde_json::Value> = wheels
         .iter()
-        .map(|w| {
-            format!(
-                "\n    {}: {}",
-                json_string(w.package),
-                json_string(w.version)
-            )
-        })
+        .map(|w| (w.package.to_string(), w.version.into()))
         .collect();
-    format!(
-        "{{\n  \"format\": 1,\n  \"platform\": \"linux-x86_64\",\n  \"onnxruntime\": {},\n  \
-         \"library\": {},\n  \"cuda\": {},\n  \"min_driver_cuda\": {MIN_DRIVER_CUDA},\n  \
-         \"preload\": {},\n  \"tensorrt_preload\": [],\n  \"packages\": {{{}\n  }}\n}}\n",
-        json_string(ORT_VERSION),
-        json_string(&format!("libonnxruntime.so.{ORT_VERSION}")),
-        json_string(CUDA_VERSION),
-        json_list(preload),
-        packages.join(",")
-    )
+    let manifest = serde_json::json!({
+        "format": 1,
+        "platform": "linux-x86_64",
+        "onnxruntime": ORT_VERSION,
+        "library": format!("libonnxruntime.so.{ORT_VERSION}"),
+        "cuda": CUDA_VERSION,
+        "min_driver_cuda": MIN_DRIVER_CUDA,
+        "preload": preload,
+        "tensorrt_preload": [],
+        "packages": packages,
+    });
+    serde_json::to_string_pretty(&manifest).expect("a JSON value serialises") + "\n"
 }
 
 /// Unpacks `wheel_files` (the pinned `wheels`, same order) into `dest` in the pack layout,
@@ -529,10 +483,12 @@ mod tests {
         let dynamic_at = strings_at + strings.len() as u64;
         let sections_at = dynamic_at + 16 * dynamic.len() as u64;
         let mut elf = vec![0u8; 64];
-        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
         elf[0x28..0x30].copy_from_slice(&sections_at.to_le_bytes());
         elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
         elf[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        // Section names: any string table will do (every name is "").
+        elf[0x3e..0x40].copy_from_slice(&2u16.to_le_bytes());
         elf.extend_from_slice(&strings);
         for (tag, value) in &dynamic {
             elf.extend_from_slice(&tag.to_le_bytes());
@@ -570,7 +526,7 @@ mod tests {
     }
 
     #[test]
-    fn elf_dependencies_are_read_from_section_headers() {
+    fn elf_dependencies_are_read_from_the_dynamic_section() {
         let dir = temp_dir("elf");
         let lib = dir.join("libx.so.1");
         fs::write(&lib, fake_elf("libx.so.1", &["liby.so.2", "libc.so.6"])).unwrap();

@@ -46,48 +46,7 @@ pub fn obtain_all(
         for w in &missing {
             let _ = fs::remove_file(cache.join(w.file));
         }
-        let python = python();
-        let mut cmd = Command::new(&python);
-        cmd.args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--platform",
-            pip_platform,
-            "--python-version",
-            "3.12",
-            "--disable-pip-version-check",
-            "-d",
-        ])
-        .arg(cache);
-        for w in &missing {
-            cmd.arg(format!("{}=={}", w.package, w.version));
-        }
-        eprintln!("xtask: {cmd:?}");
-        let out = match cmd.output() {
-            Ok(out) => out,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
-                "`{python}` not found: downloading wheels needs Python 3 with pip \
-                 (set PYTHON=/path/to/python3)"
-            ),
-            Err(e) => return Err(e).with_context(|| format!("starting {python}")),
-        };
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = stderr.lines().rev().take(12).collect();
-            let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
-            bail!(
-                "pip could not download {} ({}): is PyPI reachable?\npip said:\n{tail}",
-                missing
-                    .iter()
-                    .map(|w| format!("{}=={}", w.package, w.version))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                out.status
-            );
-        }
+        pip_download(&python(), cache, &missing, pip_platform)?;
     }
     let mut paths = Vec::with_capacity(wheels.len());
     for w in wheels {
@@ -112,7 +71,63 @@ pub fn obtain_all(
     Ok(paths)
 }
 
-fn hash_ok(path: &Path, want: &str) -> bool {
+/// One `pip download` of exactly `wheels` (no dependencies) into `cache`.
+fn pip_download(
+    python: &str,
+    cache: &Path,
+    wheels: &[&PinnedWheel],
+    pip_platform: &str,
+) -> Result<()> {
+    let mut cmd = Command::new(python);
+    cmd.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--platform",
+        pip_platform,
+        "--python-version",
+        "3.12",
+        "--disable-pip-version-check",
+        "-d",
+    ])
+    .arg(cache);
+    for w in wheels {
+        cmd.arg(format!("{}=={}", w.package, w.version));
+    }
+    eprintln!("xtask: {cmd:?}");
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
+            "`{python}` not found: downloading wheels needs Python 3 with pip \
+             (set PYTHON=/path/to/python3)"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("starting {python}")),
+    };
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(12).collect();
+    let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    if stderr.contains("No module named pip") {
+        bail!("`{python}` has no pip module: install pip (e.g. `{python} -m ensurepip`) and retry\n{tail}");
+    }
+    bail!(
+        "pip could not download {} ({}): is PyPI reachable (network, proxy, pip index \
+         settings)?\npip said:\n{tail}",
+        wheels
+            .iter()
+            .map(|w| format!("{}=={}", w.package, w.version))
+            .collect::<Vec<_>>()
+            .join(" "),
+        out.status
+    )
+}
+
+/// The file exists and has the pinned hash.
+pub fn hash_ok(path: &Path, want: &str) -> bool {
     path.is_file() && sha256_file(path).map(|h| h == want).unwrap_or(false)
 }
 
@@ -248,6 +263,25 @@ mod tests {
         let e = obtain_all(&dir, &[wheel], "manylinux_2_28_x86_64").unwrap_err();
         assert!(!dir.join("x.whl").exists(), "{e}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_python_is_a_clear_error() {
+        let wheel = PinnedWheel {
+            package: "onnxruntime",
+            version: "1.31.1",
+            file: "x.whl",
+            sha256: "00",
+        };
+        let e = pip_download(
+            "/nonexistent/python3",
+            &std::env::temp_dir(),
+            &[&wheel],
+            "manylinux_2_28_x86_64",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not found") && e.contains("PYTHON="), "{e}");
     }
 
     #[test]

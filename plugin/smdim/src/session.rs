@@ -20,7 +20,6 @@
 //! The audio thread only ever calls [`Session::request_generate_from_audio`] (an atomic flag and
 //! an unpark of the controller thread: no allocation, no lock) and the lock-free inbox.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
@@ -326,15 +325,6 @@ impl Session {
     }
 }
 
-/// Per-user folder searched for the ONNX Runtime library (`cargo xtask install` puts it there).
-pub fn user_data_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .or_else(|| std::env::var_os("APPDATA").map(PathBuf::from))?;
-    Some(base.join("smdim"))
-}
-
 /// The fallbacks of `status` as sentences for the editor and the log, e.g. "CUDA unavailable:
 /// … → running on CPU".
 pub fn fallback_notes(status: &Status) -> Vec<String> {
@@ -357,7 +347,7 @@ pub fn session_options(device: ProviderChoice) -> SessionOptions {
         provider: device,
         ..SessionOptions::default()
     };
-    if let Some(dir) = user_data_dir() {
+    if let Some(dir) = smdim_inference::runtime::user_data_dir() {
         options.library_dirs.push(dir.join("onnxruntime"));
     }
     options

@@ -298,29 +298,40 @@ fn compute(ctx: &ComputeContext) -> ort::Result<()> {
     if dims.batch == 0 || dims.channels == 0 || dims.len == 0 {
         return Ok(());
     }
-    let (grid, shared) = launch_shape(dims).map_err(ort::Error::new)?;
+    let shape = launch_shape(dims).map_err(ort::Error::new)?;
     let context = current_context(pointers[0]).map_err(ort::Error::new)?;
     let function = function_for(context).map_err(ort::Error::new)?;
     let stream = ctx.stream()?.map_or(std::ptr::null_mut(), |s| s.as_ptr()) as sys::CUstream;
+    // SAFETY: every pointer is a live ONNX Runtime tensor of the checked size, and the launch is
+    // ordered on ONNX Runtime's own stream, which it synchronises before reading `y`.
+    unsafe { launch(function, dims, shape, pointers, stream) }
+        .map_err(|e| ort::Error::new(driver_error("cuLaunchKernel", e)))
+}
+
+/// Launches the kernel on `stream` with the geometry from [`launch_shape`]. `pointers` are x,
+/// delta, A, B, C, D and y.
+///
+/// # Safety
+/// The pointers must be device allocations of `dims`' sizes in the current context.
+unsafe fn launch(
+    function: sys::CUfunction,
+    dims: ScanDims,
+    (grid, shared): ((u32, u32, u32), u32),
+    mut pointers: [sys::CUdeviceptr; 7],
+    stream: sys::CUstream,
+) -> Result<(), cu::DriverError> {
     let (mut channels, mut state, mut len) =
         (dims.channels as i32, dims.state as i32, dims.len as i32);
-    let mut params: [*mut c_void; 10] = [
-        (&mut pointers[0] as *mut sys::CUdeviceptr).cast(),
-        (&mut pointers[1] as *mut sys::CUdeviceptr).cast(),
-        (&mut pointers[2] as *mut sys::CUdeviceptr).cast(),
-        (&mut pointers[3] as *mut sys::CUdeviceptr).cast(),
-        (&mut pointers[4] as *mut sys::CUdeviceptr).cast(),
-        (&mut pointers[5] as *mut sys::CUdeviceptr).cast(),
-        (&mut pointers[6] as *mut sys::CUdeviceptr).cast(),
-        (&mut channels as *mut i32).cast(),
-        (&mut state as *mut i32).cast(),
-        (&mut len as *mut i32).cast(),
-    ];
-    // SAFETY: the parameters match the kernel's signature (7 device pointers, 3 ints), every
-    // pointer is a live ONNX Runtime tensor of the checked size, and the launch is ordered on
-    // ONNX Runtime's own stream, which it synchronises before reading `y`.
+    // The kernel's signature: seven device pointers, then three ints, each passed by address.
+    let mut params: [*mut c_void; 10] = [std::ptr::null_mut(); 10];
+    for (slot, pointer) in params.iter_mut().zip(pointers.iter_mut()) {
+        *slot = (pointer as *mut sys::CUdeviceptr).cast();
+    }
+    params[7] = (&mut channels as *mut i32).cast();
+    params[8] = (&mut state as *mut i32).cast();
+    params[9] = (&mut len as *mut i32).cast();
+    // SAFETY: `params` matches the signature and outlives the call (the driver copies them).
     unsafe { cu::launch_kernel(function, grid, (THREADS, 1, 1), shared, stream, &mut params) }
-        .map_err(|e| ort::Error::new(driver_error("cuLaunchKernel", e)))
 }
 
 #[cfg(test)]
@@ -404,7 +415,7 @@ pub mod standalone {
             .map_err(|e| driver_error("cuCtxGetCurrent", e))?
             .ok_or("no current context")?;
         let function = function_for(context)?;
-        let (grid, shared) = launch_shape(dims)?;
+        let shape = launch_shape(dims)?;
         let inputs = [x, delta, a, b, c, d].map(upload);
         let mut ptrs = [0 as sys::CUdeviceptr; 7];
         let mut keep = Vec::new();
@@ -415,32 +426,18 @@ pub mod standalone {
         }
         let out = upload(&y)?;
         ptrs[6] = out.0;
-        let (mut channels, mut state, mut len) =
-            (dims.channels as i32, dims.state as i32, dims.len as i32);
         let mut times = Vec::with_capacity(repeats.max(1));
-        // SAFETY: the parameters match the kernel's signature and the buffers' sizes; events
-        // and the launch use the default stream of the current context.
+        // SAFETY: the buffers have `dims`' sizes; events and the launch use the default stream
+        // of the current context.
         unsafe {
             let start = cu::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT)
                 .map_err(|e| driver_error("cuEventCreate", e))?;
             let stop = cu::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT)
                 .map_err(|e| driver_error("cuEventCreate", e))?;
             for _ in 0..repeats.max(1) {
-                let mut params: [*mut c_void; 10] = [
-                    (&mut ptrs[0] as *mut sys::CUdeviceptr).cast(),
-                    (&mut ptrs[1] as *mut sys::CUdeviceptr).cast(),
-                    (&mut ptrs[2] as *mut sys::CUdeviceptr).cast(),
-                    (&mut ptrs[3] as *mut sys::CUdeviceptr).cast(),
-                    (&mut ptrs[4] as *mut sys::CUdeviceptr).cast(),
-                    (&mut ptrs[5] as *mut sys::CUdeviceptr).cast(),
-                    (&mut ptrs[6] as *mut sys::CUdeviceptr).cast(),
-                    (&mut channels as *mut i32).cast(),
-                    (&mut state as *mut i32).cast(),
-                    (&mut len as *mut i32).cast(),
-                ];
                 let null = std::ptr::null_mut();
                 cu::event::record(start, null).map_err(|e| driver_error("cuEventRecord", e))?;
-                cu::launch_kernel(function, grid, (THREADS, 1, 1), shared, null, &mut params)
+                launch(function, dims, shape, ptrs, null)
                     .map_err(|e| driver_error("cuLaunchKernel", e))?;
                 cu::event::record(stop, null).map_err(|e| driver_error("cuEventRecord", e))?;
                 cu::event::synchronize(stop).map_err(|e| driver_error("kernel run", e))?;
