@@ -338,93 +338,72 @@ pub fn loaded_library() -> Option<PathBuf> {
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod preload {
-    use std::ffi::{c_int, c_void, CStr, CString};
-    use std::os::unix::ffi::OsStrExt;
+    use std::ffi::c_int;
     use std::path::Path;
+
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
 
     use super::PackManifest;
 
-    fn last_error() -> String {
-        // SAFETY: dlerror returns NULL or a NUL-terminated string valid until the next dl call.
-        let message = unsafe { libc::dlerror() };
-        if message.is_null() {
-            "unknown error".into()
-        } else {
-            unsafe { CStr::from_ptr(message) }
-                .to_string_lossy()
-                .into_owned()
-        }
+    /// dlopens `path` with its symbols visible to libraries loaded later (the CUDA provider).
+    fn open(path: impl AsRef<std::ffi::OsStr>) -> Result<Library, String> {
+        // SAFETY: the libraries' initialisers are NVIDIA's, run as documented.
+        unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) }.map_err(|e| e.to_string())
     }
 
-    fn open(path: &[u8]) -> Result<*mut c_void, String> {
-        let name = CString::new(path).map_err(|_| "path with a NUL byte".to_string())?;
-        // SAFETY: a valid C string; the library's initialisers are NVIDIA's, run as documented.
-        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-        if handle.is_null() {
-            Err(last_error())
-        } else {
-            Ok(handle)
-        }
-    }
-
-    /// dlopens `libs` of `dir` in order; on a failure, closes what it opened and names the file.
-    fn open_all(dir: &Path, libs: &[String]) -> Result<Vec<*mut c_void>, String> {
-        let mut handles = Vec::new();
+    /// dlopens `libs` of `dir` in order and keeps them loaded for the life of the process
+    /// (ONNX Runtime relies on them); on a failure, names the file.
+    fn open_all(dir: &Path, libs: &[String]) -> Result<(), String> {
         for lib in libs {
             let path = dir.join(lib);
             let name = path
                 .file_name()
                 .map_or(lib.as_str().into(), |n| n.to_string_lossy());
-            match open(path.as_os_str().as_bytes()) {
-                Ok(handle) => handles.push(handle),
-                Err(why) => {
-                    for handle in handles.into_iter().rev() {
-                        // SAFETY: handles from dlopen above, nothing uses them yet.
-                        unsafe { libc::dlclose(handle) };
-                    }
-                    return Err(format!("{name} failed to load: {why}"));
-                }
-            }
+            let library = open(&path).map_err(|why| format!("{name} failed to load: {why}"))?;
+            std::mem::forget(library);
         }
-        Ok(handles)
+        Ok(())
     }
 
     /// Preloads the pack's libraries and checks the driver. `Ok` carries TensorRT's own
     /// verdict: a pack without TensorRT still runs CUDA.
     pub fn pack(dir: &Path, manifest: &PackManifest) -> Result<Result<(), String>, String> {
-        // The handles stay open for the life of the process: ONNX Runtime relies on them.
         open_all(dir, &manifest.preload)?;
-        let driver = open(b"libcuda.so.1").map_err(|why| {
-            format!("NVIDIA driver not found (libcuda.so.1: {why}); the GPU pack needs driver 580 or newer")
+        let driver = open("libcuda.so.1").map_err(|why| {
+            format!("NVIDIA driver not found ({why}); the GPU pack needs driver 580 or newer")
         })?;
         if let Some(needed) = manifest.min_driver_cuda {
-            // SAFETY: looking up a documented CUDA driver API function in the driver library.
-            let symbol = unsafe { libc::dlsym(driver, c"cuDriverGetVersion".as_ptr()) };
-            if !symbol.is_null() {
-                // SAFETY: cuDriverGetVersion(int*) -> CUresult, callable before cuInit.
-                let get: extern "C" fn(*mut c_int) -> c_int =
-                    unsafe { std::mem::transmute(symbol) };
-                let mut version: c_int = 0;
-                if get(&mut version) == 0 && version < needed {
-                    return Err(format!(
-                        "the NVIDIA driver supports CUDA {}.{}, the GPU pack needs CUDA {}.{} \
-                         (driver 580 or newer)",
-                        version / 1000,
-                        version % 1000 / 10,
-                        needed / 1000,
-                        needed % 1000 / 10
-                    ));
-                }
+            // SAFETY: cuDriverGetVersion(int*) -> CUresult, a documented driver API function
+            // callable before cuInit.
+            let version = unsafe {
+                driver
+                    .get::<unsafe extern "C" fn(*mut c_int) -> c_int>(b"cuDriverGetVersion\0")
+                    .ok()
+                    .and_then(|get| {
+                        let mut version: c_int = 0;
+                        (get(&mut version) == 0).then_some(version)
+                    })
+            };
+            if let Some(version) = version.filter(|&v| v < needed) {
+                return Err(format!(
+                    "the NVIDIA driver supports CUDA {}.{}, the GPU pack needs CUDA {}.{} \
+                     (driver 580 or newer)",
+                    version / 1000,
+                    version % 1000 / 10,
+                    needed / 1000,
+                    needed % 1000 / 10
+                ));
             }
         }
+        std::mem::forget(driver);
         if manifest.tensorrt_preload.is_empty() {
             return Ok(Err(
                 "the GPU pack has no TensorRT libraries (tensorrt-cu13-libs 10.x is \
-                           published on pypi.nvidia.com only)"
+                 published on pypi.nvidia.com only)"
                     .into(),
             ));
         }
-        Ok(open_all(dir, &manifest.tensorrt_preload).map(|_| ()))
+        Ok(open_all(dir, &manifest.tensorrt_preload))
     }
 }
 
