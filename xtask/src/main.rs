@@ -46,6 +46,11 @@ fn run(command: &mut Command) -> Result<()> {
 /// and the plugin bundles.
 fn demo(root: &Path) -> Result<()> {
     fetch_ort::main(root, &[])?;
+    // Before any build, so the CLI and the plugin embed the same CUDA kernel (and the crates
+    // are not rebuilt when `bundle` compiles it).
+    if let Err(e) = build_ops::build_cuda_kernel(root) {
+        eprintln!("warning: building without the CUDA scan kernel: {e:#}");
+    }
     run(Command::new(env!("CARGO")).current_dir(root).args([
         "build",
         "--release",
