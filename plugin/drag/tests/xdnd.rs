@@ -1,270 +1,26 @@
 //! A real XDND drag under a virtual X server: a source window, a small XDND drop target written
-//! with x11rb (below), and synthetic pointer/keyboard input from `xdotool` (XTest).
+//! with x11rb (from `smdim-x11-test-support`), and synthetic pointer/keyboard input from
+//! `xdotool` (XTest).
 //!
 //! Each test starts its own `Xvfb` (Debian packages: xvfb, xdotool).
 #![cfg(all(unix, not(target_os = "macos")))]
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use smdim_drag::{path_from_file_uri, start_file_drag_with, DragOptions, DragOutcome};
 use smdim_engine::midi_file::{read_smf, save_smf, WriteOptions};
 use smdim_engine::phrase::{Note, Phrase, TimeSignature};
+use smdim_x11_test_support::{atom, start_xvfb, window, xdotool, DropTarget, Mode};
 use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{
-    Atom, AtomEnum, ClientMessageEvent, ConnectionExt, CreateWindowAux, EventMask, GrabMode,
-    GrabStatus, PropMode, Window, WindowClass,
-};
-use x11rb::protocol::Event;
+use x11rb::protocol::xproto::{ConnectionExt, EventMask, GrabMode, GrabStatus, Window};
 use x11rb::rust_connection::RustConnection;
 use x11rb::{CURRENT_TIME, NONE};
 
-struct Xvfb(Child);
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_xvfb() -> (Xvfb, String) {
-    let mut child = Command::new("Xvfb")
-        .args([
-            "-displayfd",
-            "1",
-            "-screen",
-            "0",
-            "1024x768x24",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Xvfb (Debian package xvfb) must be installed");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("Xvfb reports its display");
-    assert!(line.trim().parse::<u32>().is_ok(), "Xvfb display {line:?}");
-    (Xvfb(child), format!(":{}", line.trim()))
-}
-
-fn xdotool(display: &str, args: &[&str]) {
-    let out = Command::new("xdotool")
-        .args(args)
-        .env("DISPLAY", display)
-        .output()
-        .expect("xdotool (Debian package xdotool) must be installed");
-    assert!(
-        out.status.success(),
-        "xdotool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn atom(conn: &RustConnection, name: &str) -> Atom {
-    conn.intern_atom(false, name.as_bytes())
-        .unwrap()
-        .reply()
-        .unwrap()
-        .atom
-}
-
-/// A mapped window at (x, y), 200 x 200, on its own connection.
-fn window(conn: &RustConnection, x: i16, y: i16, mask: EventMask) -> Window {
-    let screen = &conn.setup().roots[0];
-    let win = conn.generate_id().unwrap();
-    conn.create_window(
-        screen.root_depth,
-        win,
-        screen.root,
-        x,
-        y,
-        200,
-        200,
-        0,
-        WindowClass::INPUT_OUTPUT,
-        screen.root_visual,
-        &CreateWindowAux::new()
-            .background_pixel(screen.white_pixel)
-            .override_redirect(1)
-            .event_mask(mask),
-    )
-    .unwrap();
-    conn.map_window(win).unwrap();
-    conn.get_input_focus().unwrap().reply().unwrap();
-    win
-}
-
-/// What the drop target saw.
-#[derive(Debug, Default, Clone)]
-struct TargetReport {
-    entered_with_uri_list: bool,
-    version: u32,
-    positions: usize,
-    left: bool,
-    dropped: bool,
-    uri: Option<String>,
-}
-
-/// How the drop target behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Accept,
-    Refuse,
-    /// Accepts, then never fetches the data nor sends XdndFinished.
-    NeverFinish,
-}
-
-/// The XDND drop target: an `XdndAware` (version 5) window at (500, 100) that accepts
-/// `text/uri-list` (or refuses everything), fetches the URI on drop and answers XdndFinished.
-struct DropTarget {
-    window: Window,
-    stop: Arc<AtomicBool>,
-    /// XdndPosition messages seen so far (the drag is under way).
-    positions: Arc<AtomicUsize>,
-    handle: JoinHandle<TargetReport>,
-}
-
-impl DropTarget {
-    fn start(display: &str, mode: Mode) -> DropTarget {
-        let display = display.to_string();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let positions = Arc::new(AtomicUsize::new(0));
-        let positions2 = positions.clone();
-        let (tx, rx) = mpsc::channel();
-        let handle = thread::spawn(move || target_loop(&display, mode, &stop2, &positions2, tx));
-        let window = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("target ready");
-        DropTarget {
-            window,
-            stop,
-            positions,
-            handle,
-        }
-    }
-
-    /// Waits until the drag runs and has sent XdndPosition to this target.
-    fn wait_until_dragged_over(&self) {
-        let start = Instant::now();
-        while self.positions.load(Ordering::SeqCst) == 0 {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the drag never reached the target"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn finish(self) -> TargetReport {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle.join().expect("target thread")
-    }
-}
-
-fn target_loop(
-    display: &str,
-    mode: Mode,
-    stop: &AtomicBool,
-    positions_seen: &AtomicUsize,
-    ready: mpsc::Sender<Window>,
-) -> TargetReport {
-    let (conn, _) = RustConnection::connect(Some(display)).expect("target connects");
-    let win = window(&conn, 500, 100, EventMask::PROPERTY_CHANGE);
-    let [aware, enter, position, status, leave, drop, finished, selection, copy, uri_list, data_prop] =
-        [
-            "XdndAware",
-            "XdndEnter",
-            "XdndPosition",
-            "XdndStatus",
-            "XdndLeave",
-            "XdndDrop",
-            "XdndFinished",
-            "XdndSelection",
-            "XdndActionCopy",
-            "text/uri-list",
-            "SMDIM_TEST_DROP",
-        ]
-        .map(|n| atom(&conn, n));
-    x11rb::wrapper::ConnectionExt::change_property32(
-        &conn,
-        PropMode::REPLACE,
-        win,
-        aware,
-        AtomEnum::ATOM,
-        &[5],
-    )
-    .unwrap();
-    conn.get_input_focus().unwrap().reply().unwrap();
-    ready.send(win).unwrap();
-
-    let mut report = TargetReport::default();
-    let mut source: Window = NONE;
-    let reply = |conn: &RustConnection, to: Window, ty: Atom, data: [u32; 5]| {
-        let ev = ClientMessageEvent::new(32, to, ty, data);
-        conn.send_event(false, to, EventMask::NO_EVENT, ev).unwrap();
-        conn.flush().unwrap();
-    };
-    while !stop.load(Ordering::SeqCst) {
-        let Some(event) = conn.poll_for_event().unwrap() else {
-            thread::sleep(Duration::from_millis(5));
-            continue;
-        };
-        match event {
-            Event::ClientMessage(ev) if ev.type_ == enter => {
-                let d = ev.data.as_data32();
-                source = d[0];
-                report.version = d[1] >> 24;
-                report.entered_with_uri_list = d[2..5].contains(&uri_list);
-            }
-            Event::ClientMessage(ev) if ev.type_ == position => {
-                report.positions += 1;
-                positions_seen.fetch_add(1, Ordering::SeqCst);
-                let ok = mode != Mode::Refuse && report.entered_with_uri_list;
-                let action = if ok { copy } else { NONE };
-                reply(&conn, source, status, [win, ok as u32, 0, 0, action]);
-            }
-            Event::ClientMessage(ev) if ev.type_ == leave => report.left = true,
-            Event::ClientMessage(ev) if ev.type_ == drop => {
-                report.dropped = true;
-                if mode == Mode::Accept {
-                    conn.convert_selection(
-                        win,
-                        selection,
-                        uri_list,
-                        data_prop,
-                        ev.data.as_data32()[2],
-                    )
-                    .unwrap();
-                    conn.flush().unwrap();
-                } else if mode == Mode::Refuse {
-                    reply(&conn, source, finished, [win, 0, NONE, 0, 0]);
-                }
-            }
-            Event::SelectionNotify(ev) if ev.property != NONE => {
-                let prop = conn
-                    .get_property(true, win, ev.property, AtomEnum::ANY, 0, 1 << 16)
-                    .unwrap()
-                    .reply()
-                    .unwrap();
-                report.uri = Some(String::from_utf8(prop.value).unwrap());
-                reply(&conn, source, finished, [win, 1, copy, 0, 0]);
-            }
-            _ => {}
-        }
-    }
-    report
-}
+/// Where the drop target's window stands: right of the source window at (0, 0), on the path
+/// `begin_drag` moves the pointer along.
+const TARGET_AT: (i16, i16) = (500, 100);
 
 fn test_phrase() -> Phrase {
     let mut phrase = Phrase::empty(TimeSignature::FOUR_FOUR, 2);
@@ -386,7 +142,7 @@ fn drop_delivers_the_midi_file_uri() {
     let (_xvfb, display) = start_xvfb();
     let (conn, _) = RustConnection::connect(Some(&display)).unwrap();
     let source = window(&conn, 0, 0, EventMask::NO_EVENT);
-    let target = DropTarget::start(&display, Mode::Accept);
+    let target = DropTarget::start(&display, TARGET_AT, Mode::Accept);
 
     let phrase = test_phrase();
     // Spaces, '#' and '%' exercise the URI encoding.
@@ -440,7 +196,7 @@ fn escape_cancels_and_leaves_no_grab() {
     let (_xvfb, display) = start_xvfb();
     let (conn, _) = RustConnection::connect(Some(&display)).unwrap();
     let source = window(&conn, 0, 0, EventMask::NO_EVENT);
-    let target = DropTarget::start(&display, Mode::Accept);
+    let target = DropTarget::start(&display, TARGET_AT, Mode::Accept);
     let path = temp_dir("escape").join("phrase.mid");
     save_smf(&test_phrase(), &WriteOptions::default(), &path).unwrap();
 
@@ -467,7 +223,7 @@ fn refusing_target_ends_refused() {
     let (_xvfb, display) = start_xvfb();
     let (conn, _) = RustConnection::connect(Some(&display)).unwrap();
     let source = window(&conn, 0, 0, EventMask::NO_EVENT);
-    let target = DropTarget::start(&display, Mode::Refuse);
+    let target = DropTarget::start(&display, TARGET_AT, Mode::Refuse);
     let path = temp_dir("refuse").join("phrase.mid");
     save_smf(&test_phrase(), &WriteOptions::default(), &path).unwrap();
 
@@ -512,7 +268,7 @@ fn drop_works_while_another_client_holds_the_pointer() {
         0,
         EventMask::BUTTON_PRESS | EventMask::BUTTON_RELEASE | EventMask::POINTER_MOTION,
     );
-    let target = DropTarget::start(&display, Mode::Accept);
+    let target = DropTarget::start(&display, TARGET_AT, Mode::Accept);
     let path = temp_dir("implicit").join("phrase.mid");
     let phrase = test_phrase();
     save_smf(&phrase, &WriteOptions::default(), &path).unwrap();
@@ -546,7 +302,7 @@ fn target_that_never_finishes_times_out_cleanly() {
     let (_xvfb, display) = start_xvfb();
     let (conn, _) = RustConnection::connect(Some(&display)).unwrap();
     let source = window(&conn, 0, 0, EventMask::NO_EVENT);
-    let target = DropTarget::start(&display, Mode::NeverFinish);
+    let target = DropTarget::start(&display, TARGET_AT, Mode::NeverFinish);
     let path = temp_dir("never").join("phrase.mid");
     save_smf(&test_phrase(), &WriteOptions::default(), &path).unwrap();
 

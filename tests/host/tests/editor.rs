@@ -9,14 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clack_extensions::gui::{GuiApiType, GuiConfiguration, PluginGui, Window};
-use smdim_host_tests::{phrase_in_state, HostTransport, Plugin, Processor, Sim};
-use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{ConnectionExt, CreateWindowAux, WindowClass};
+use clack_extensions::gui::PluginGui;
+use smdim_host_tests::{phrase_in_state, HostTransport, Plugin, Sim};
+use smdim_x11_test_support::{start_xvfb, tool, xdotool};
 
-mod display;
+mod editor_host;
 
-use display::{start_xvfb, tool, GENERATE_AT};
+use editor_host::{close_editor, embed_editor, pump, GENERATE_AT, X11_EMBEDDED};
 
 /// ImageMagick's convert (not a stand-in earlier on PATH).
 fn convert() -> &'static str {
@@ -31,6 +30,7 @@ fn convert() -> &'static str {
 fn screenshot(window: u32, display: &str, path: &Path) -> (u32, Vec<u8>) {
     let xwd_file = path.with_extension("xwd");
     tool(
+        display,
         "xwd",
         &[
             "-id",
@@ -39,17 +39,16 @@ fn screenshot(window: u32, display: &str, path: &Path) -> (u32, Vec<u8>) {
             "-out",
             xwd_file.to_str().unwrap(),
         ],
-        display,
     );
     let png = format!("png:{}", path.display());
     tool(
+        display,
         convert(),
         &[&format!("xwd:{}", xwd_file.display()), &png],
-        display,
     );
     let _ = std::fs::remove_file(&xwd_file);
-    let colours = tool(convert(), &[&png, "-format", "%k", "info:"], display);
-    let rgb = tool(convert(), &[&png, "rgb:-"], display);
+    let colours = tool(display, convert(), &[&png, "-format", "%k", "info:"]);
+    let rgb = tool(display, convert(), &[&png, "rgb:-"]);
     let count = String::from_utf8_lossy(&colours)
         .trim()
         .parse()
@@ -71,65 +70,22 @@ fn editor_opens_renders_and_generate_click_produces_a_phrase() {
     let mut sim = Sim::new(48_000.0, HostTransport::playing(120.0, 0.0));
     sim.block(&mut processor, 512, &[]);
 
-    // The host window the editor embeds into.
-    let (conn, screen_num) = x11rb::connect(Some(&display)).expect("X connection");
-    let screen = &conn.setup().roots[screen_num];
-    let parent = conn.generate_id().unwrap();
-    let (width, height) = {
+    {
         let handle = plugin.instance.plugin_handle();
         let gui = handle.get_extension::<PluginGui>().expect("gui extension");
-        let config = GuiConfiguration {
-            api_type: GuiApiType::X11,
-            is_floating: false,
-        };
         assert!(
-            gui.is_api_supported(&handle, config),
+            gui.is_api_supported(&handle, X11_EMBEDDED),
             "X11 embedding supported"
         );
-        gui.create(&handle, config).expect("gui create");
-        let size = gui.get_size(&handle).expect("gui size");
-        (size.width, size.height)
-    };
+    }
+    // The host window the editor embeds into; let it render while the transport plays (the
+    // playhead moves).
+    let (conn, parent, (width, height)) = embed_editor(&mut plugin, &display);
     assert!(
         width >= 400 && height >= 300,
         "readable default size {width}x{height}"
     );
-    conn.create_window(
-        screen.root_depth,
-        parent,
-        screen.root,
-        0,
-        0,
-        width as u16,
-        height as u16,
-        0,
-        WindowClass::INPUT_OUTPUT,
-        screen.root_visual,
-        &CreateWindowAux::new().background_pixel(screen.black_pixel),
-    )
-    .unwrap();
-    conn.map_window(parent).unwrap();
-    // A round trip: the server has created the window before the plugin's own connection
-    // refers to it.
-    conn.get_input_focus().unwrap().reply().unwrap();
-    {
-        let handle = plugin.instance.plugin_handle();
-        let gui = handle.get_extension::<PluginGui>().unwrap();
-        // SAFETY: `parent` lives until the end of the test, after the gui is destroyed.
-        unsafe { gui.set_parent(&handle, Window::from_x11_handle(parent as _)) }
-            .expect("set_parent");
-        gui.show(&handle).expect("show");
-    }
 
-    // Let it render while the transport plays (the playhead moves).
-    let pump = |plugin: &mut Plugin, processor: &mut Processor, sim: &mut Sim, millis: u64| {
-        let until = Instant::now() + Duration::from_millis(millis);
-        while Instant::now() < until {
-            sim.block(processor, 512, &[]);
-            plugin.pump();
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
     // Wait for the first frames (software GL on a loaded machine can take a while).
     let before = out_dir.join("editor-before.png");
     let opened = Instant::now();
@@ -152,8 +108,8 @@ fn editor_opens_renders_and_generate_click_produces_a_phrase() {
     );
 
     // Click Generate.
-    tool(
-        "xdotool",
+    xdotool(
+        &display,
         &[
             "mousemove",
             "--window",
@@ -163,7 +119,6 @@ fn editor_opens_renders_and_generate_click_produces_a_phrase() {
             "click",
             "1",
         ],
-        &display,
     );
     let started = Instant::now();
     let mut phrase = None;
@@ -201,17 +156,6 @@ fn editor_opens_renders_and_generate_click_produces_a_phrase() {
         "the generated phrase plays"
     );
 
-    {
-        let handle = plugin.instance.plugin_handle();
-        let gui = handle.get_extension::<PluginGui>().unwrap();
-        gui.destroy(&handle);
-    }
-    // The editor's window thread closes asynchronously.
-    pump(&mut plugin, &mut processor, &mut sim, 500);
-    plugin.deactivate(processor);
-    drop(plugin);
-    conn.destroy_window(parent).unwrap();
-    conn.flush().unwrap();
-    drop(conn);
+    close_editor(plugin, processor, &mut sim, conn, parent);
     std::thread::sleep(Duration::from_millis(200));
 }
