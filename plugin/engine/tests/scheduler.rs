@@ -18,36 +18,63 @@ fn four_four(bars: u32, notes: &[(u32, u32, u8)]) -> Phrase {
     phrase_from(TimeSignature::FOUR_FOUR, bars, notes)
 }
 
-/// Checks onsets against the phrase for a continuous run from `start` (quarter notes).
+/// Checks onsets against the phrase for a continuous run from `start` (quarter notes): every
+/// onset heard is the next expected one (same pitch, within one sample), and every onset due
+/// before the last three samples was heard. Near the end no hard cut works for both lists: an
+/// onset due at 164,228.7 may be heard at 164,229 or 164,230, so those are neither required nor
+/// refused (a cut on both sides once failed on exactly that).
 fn assert_exact_onsets(host: &Host, phrase: &Phrase, start: f64) {
     let spq = host.transport.sample_rate * 60.0 / host.transport.tempo;
     let total = host.sample;
     let end = start + total as f64 / spq;
-    // Leave out onsets within two samples of the end: which block owns them is rounding.
-    let expected: Vec<(u64, u8)> = expected_onsets(phrase, start, end - 2.0 / spq)
+    let expected: Vec<(f64, u8)> = expected_onsets(phrase, start, end + 2.0 / spq)
         .into_iter()
-        .map(|(q, p)| (((q - start) * spq).round() as u64, p))
+        .map(|(q, p)| ((q - start) * spq, p))
         .collect();
-    let heard: Vec<(u64, u8)> = host
-        .onsets()
-        .into_iter()
-        .filter(|&(at, _)| at + 2 < total)
-        .collect();
-    assert_eq!(
-        heard.len(),
-        expected.len(),
-        "onset count: heard {heard:?} expected {expected:?}"
+    let heard = host.onsets();
+    let required = expected
+        .iter()
+        .filter(|&&(at, _)| at < total as f64 - 3.0)
+        .count();
+    assert!(
+        heard.len() >= required && heard.len() <= expected.len(),
+        "onset count: heard {heard:?} expected {expected:?} ({required} required)"
     );
     for (h, e) in heard.iter().zip(&expected) {
-        assert_eq!(h.1, e.1);
+        assert_eq!(h.1, e.1, "heard {h:?}, expected {e:?}");
         assert!(
-            h.0.abs_diff(e.0) <= 1,
+            h.0.abs_diff(e.0.round() as u64) <= 1,
             "onset of {} at {} expected {}",
             h.1,
             h.0,
             e.0
         );
     }
+}
+
+/// The shrunk case of a property-test failure in CI: at 916 bpm an onset fell at 164,228.7 of
+/// 164,231 samples, inside the ambiguous last samples. The scheduler was right; the check cut
+/// the two lists at different points (see `assert_exact_onsets`).
+#[test]
+fn an_onset_in_the_last_samples_is_checked_consistently() {
+    let phrase = phrase_from(TimeSignature::new(3, 4).unwrap(), 3, &[(6061, 1, 30)]);
+    let mut t = Transport::playing_at(48000.0, 916.2611013945628, 8.064734871189193);
+    t.time_sig_numerator = 3;
+    t.time_sig_denominator = 4;
+    let mut host = Host::new(t, phrase.clone());
+    for len in [
+        3638, 3487, 3082, 5025, 7929, 8135, 2832, 2855, 422, 3105, 1351, 2215, 8177, 2331, 6092,
+        2887, 794, 2798, 3573, 5788, 6788, 1023, 3388, 3898, 5070, 3449, 7962, 5238, 502, 1452,
+        1271, 1142, 590, 5135, 4043, 1905, 547, 3944, 1644, 3545, 4837, 4813, 7951, 858, 1497,
+        5223,
+    ] {
+        host.block(len);
+    }
+    // Due at 164,228.7: heard at its rounded sample, two samples before the end.
+    assert_eq!(host.onsets().len(), 6);
+    assert_eq!(host.onsets().last(), Some(&(164_229, 30)));
+    assert_exact_onsets(&host, &phrase, 8.064734871189193);
+    host.finish();
 }
 
 #[test]
