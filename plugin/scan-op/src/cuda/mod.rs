@@ -10,11 +10,11 @@
 
 pub mod fatbin;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use cudarc::driver::{result as cu, sys};
 use ort::operator::{
@@ -48,8 +48,9 @@ pub fn kernel_image() -> Option<&'static [u8]> {
 
 static KERNELS_CREATED: AtomicU64 = AtomicU64::new(0);
 
-/// How many CUDA-twin kernels ONNX Runtime has instantiated in this process (one per node of a
-/// session on the CUDA provider); zero when every session ran on the CPU.
+/// How many times ONNX Runtime has asked for a CUDA-twin kernel in this process (one per node of
+/// a session on the CUDA provider, refused ones included); zero when every session ran on the
+/// CPU.
 pub fn kernels_created() -> u64 {
     KERNELS_CREATED.load(Ordering::Relaxed)
 }
@@ -123,25 +124,24 @@ fn driver_error(what: &str, e: cu::DriverError) -> String {
 
 /// Loads and initialises the CUDA driver once per process.
 pub fn driver_ready() -> Result<(), String> {
-    static READY: Mutex<Option<Result<(), String>>> = Mutex::new(None);
-    let mut ready = READY.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(r) = ready.as_ref() {
-        return r.clone();
-    }
-    let r = std::panic::catch_unwind(|| {
-        // SAFETY: only tries to dlopen the driver library.
-        if !unsafe { sys::is_culib_present() } {
-            return Err(
-                "the CUDA driver library (libcuda.so.1 / nvcuda.dll) is not installed".into(),
-            );
-        }
-        cu::init().map_err(|e| driver_error("cuInit", e))
-    })
-    .unwrap_or_else(|_| {
-        Err("the CUDA driver library lacks a function we need (driver too old?)".into())
-    });
-    *ready = Some(r.clone());
-    r
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            std::panic::catch_unwind(|| {
+                // SAFETY: only tries to dlopen the driver library.
+                if !unsafe { sys::is_culib_present() } {
+                    return Err(
+                        "the CUDA driver library (libcuda.so.1 / nvcuda.dll) is not installed"
+                            .into(),
+                    );
+                }
+                cu::init().map_err(|e| driver_error("cuInit", e))
+            })
+            .unwrap_or_else(|_| {
+                Err("the CUDA driver library lacks a function we need (driver too old?)".into())
+            })
+        })
+        .clone()
 }
 
 /// The oldest GPU generation the fatbin has code for (its PTX JIT-compiles only forward).
@@ -181,7 +181,7 @@ fn check_device() -> Result<(), String> {
 }
 
 /// The kernel function per CUDA context (a module must be loaded into each context it runs in).
-static FUNCTIONS: Mutex<Option<HashMap<usize, usize>>> = Mutex::new(None);
+static FUNCTIONS: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
 
 /// The context ONNX Runtime's thread runs in; the primary context of `pointer`'s device when
 /// none is current yet (the runtime API makes it current lazily).
@@ -211,8 +211,7 @@ fn current_context(pointer: sys::CUdeviceptr) -> Result<sys::CUcontext, String> 
 }
 
 fn function_for(ctx: sys::CUcontext) -> Result<sys::CUfunction, String> {
-    let mut functions = FUNCTIONS.lock().unwrap_or_else(|p| p.into_inner());
-    let map = functions.get_or_insert_with(HashMap::new);
+    let mut map = FUNCTIONS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(&f) = map.get(&(ctx as usize)) {
         return Ok(f as sys::CUfunction);
     }
