@@ -477,33 +477,34 @@ pub fn plan(
     };
     let per_bar = ((3.0 * density * ts.bar_quarters()).round() as usize).max(3);
     // Free slots per bar: the density's budget, raised to the next length a bar can fill, or
-    // lowered to the most it can hold (a dense request on few pitches and positions).
-    let mut bars: Vec<(bool, usize)> = Vec::with_capacity(request.bars as usize);
-    let mut skeleton = 0;
-    for bar in 0..request.bars {
-        let after_tempo = bar == 0 && tempo_id.is_some() && position0.is_some();
-        skeleton += if after_tempo { 4 } else { 2 };
-        let free =
-            nearest_fillable(&constraints, per_bar, after_tempo, 1).ok_or(PlanError::NoLayout {
-                bars: request.bars,
-                multiple: 1,
-            })?;
-        bars.push((after_tempo, free));
+    // lowered to the most it can hold (a dense request on few pitches and positions). Every bar
+    // but a first one carrying the tempo is alike, so each kind is searched once.
+    let tempo_first = tempo_id.is_some() && position0.is_some();
+    let budget = |after_tempo| {
+        nearest_fillable(&constraints, per_bar, after_tempo, 1).ok_or(PlanError::NoLayout {
+            bars: request.bars,
+            multiple: 1,
+        })
+    };
+    let mut bars = vec![(false, budget(false)?); request.bars as usize];
+    if tempo_first {
+        bars[0] = (true, budget(true)?);
     }
+    let skeleton = 2 * bars.len() + if tempo_first { 2 } else { 0 };
     // The model's downsampling needs a multiple of `length_multiple`. One bar absorbs the
-    // difference, the last one that can: longer if it has room, else shorter (a bar near its
-    // capacity, e.g. one note per onset on every position, cannot grow).
+    // difference: the last one if it can, else the first (the bars between are like the last):
+    // longer if it has room, else shorter (a bar near its capacity, e.g. one note per onset on
+    // every position, cannot grow).
     let multiple = length_multiple.max(1);
     let total = skeleton + bars.iter().map(|&(_, free)| free).sum::<usize>();
     let short = (multiple - total % multiple) % multiple;
     if short != 0 {
-        let adjusted = bars
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(i, &(after_tempo, free))| {
-                nearest_fillable(&constraints, free + short, after_tempo, multiple).map(|f| (i, f))
-            });
+        let last = bars.len() - 1;
+        let candidates = if last == 0 { &[0][..] } else { &[last, 0][..] };
+        let adjusted = candidates.iter().find_map(|&i| {
+            let (after_tempo, free) = bars[i];
+            nearest_fillable(&constraints, free + short, after_tempo, multiple).map(|f| (i, f))
+        });
         let Some((i, free)) = adjusted else {
             return Err(PlanError::NoLayout {
                 bars: request.bars,
