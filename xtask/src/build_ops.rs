@@ -147,10 +147,29 @@ pub fn nvcc_args(source: &Path, output: &Path) -> Vec<String> {
     args
 }
 
-/// Compiles the CUDA kernel to `target/ops/cuda/selective_scan.fatbin`.
+/// What the fatbin is built from: the source's hash, nvcc's arguments and the toolchain pins.
+fn kernel_stamp(root: &Path) -> Result<String> {
+    let (pins, _) = cuda_toolchain()?;
+    Ok(format!(
+        "{}\n{}\n{}",
+        crate::fetch_ort::sha256_file(&kernel_source(root))?,
+        nvcc_args(Path::new("SOURCE"), Path::new("OUTPUT")).join(" "),
+        wheels::stamp(pins)
+    ))
+}
+
+/// Compiles the CUDA kernel to `target/ops/cuda/selective_scan.fatbin`, unless the fatbin there
+/// was built from the same source, arguments and toolchain (`demo` and `bundle` both ask, and
+/// an untouched fatbin keeps cargo from rebuilding the crates that embed it).
 pub fn build_cuda_kernel(root: &Path) -> Result<PathBuf> {
-    let nvcc = install_nvcc(root)?;
     let dest = fatbin_path(root);
+    let stamp_path = dest.with_extension("stamp");
+    let stamp = kernel_stamp(root)?;
+    if dest.is_file() && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp) {
+        eprintln!("build-ops: {} is up to date", dest.display());
+        return Ok(dest);
+    }
+    let nvcc = install_nvcc(root)?;
     std::fs::create_dir_all(dest.parent().expect("has a parent"))?;
     let tmp = dest.with_extension("part");
     let mut cmd = Command::new(&nvcc);
@@ -172,6 +191,7 @@ pub fn build_cuda_kernel(root: &Path) -> Result<PathBuf> {
         bail!("nvcc failed ({}):\n{stderr}{hint}", out.status);
     }
     std::fs::rename(&tmp, &dest)?;
+    std::fs::write(&stamp_path, stamp)?;
     Ok(dest)
 }
 
@@ -259,6 +279,20 @@ mod tests {
         assert!(args.contains(&format!("arch=compute_{PTX_ARCH},code=compute_{PTX_ARCH}")));
         assert!(args.contains(&"--no-compress".to_string()));
         assert_eq!(args.last().map(String::as_str), Some("k.cu"));
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_stamp_follows_the_kernel_source() {
+        let root = std::env::temp_dir().join(format!("xtask-stamp-{}", std::process::id()));
+        let source = kernel_source(&root);
+        std::fs::create_dir_all(source.parent().unwrap()).unwrap();
+        std::fs::write(&source, "__global__ void k() {}").unwrap();
+        let before = kernel_stamp(&root).unwrap();
+        assert_eq!(kernel_stamp(&root).unwrap(), before);
+        std::fs::write(&source, "__global__ void k(int) {}").unwrap();
+        assert_ne!(kernel_stamp(&root).unwrap(), before);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
