@@ -116,7 +116,9 @@ fn install_nvcc(root: &Path) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&dir);
     let paths = wheels::obtain_all(&root.join("target/cuda-wheels"), pins, pip_platform)?;
     for path in &paths {
-        wheels::extract(path, &dir, |name| name.starts_with("nvidia/"))?;
+        wheels::extract(path, &dir, |name| {
+            Ok(name.starts_with("nvidia/").then(|| PathBuf::from(name)))
+        })?;
     }
     if !nvcc.is_file() {
         bail!("the nvcc wheel did not contain {}", nvcc.display());

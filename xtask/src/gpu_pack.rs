@@ -266,31 +266,22 @@ fn assemble_in(
     wheels: &[PinnedWheel],
     staging: &Path,
 ) -> Result<Vec<String>> {
-    let raw = staging.join("raw");
-    for (i, wheel) in wheel_files.iter().enumerate() {
-        let unpacked = raw.join(i.to_string());
-        wheels::extract(wheel, &unpacked, |m| place(m).is_some())?;
-        let file = fs::File::open(wheel)?;
-        let archive = zip::ZipArchive::new(file)?;
-        let members = archive
-            .file_names()
-            .map(|n| n.map(|n| n.into_owned()))
-            .collect::<Result<Vec<String>, _>>()?;
-        for member in &members {
-            let Some(place) = place(member) else { continue };
+    for wheel in wheel_files {
+        wheels::extract(wheel, staging, |member| {
+            let Some(place) = place(member) else {
+                return Ok(None);
+            };
             let name = member.rsplit('/').next().expect("member has a name");
             let to = match place {
-                Place::Top => staging.join(name),
-                Place::Cuda => staging.join("cuda").join(name),
+                Place::Top => PathBuf::from(name),
+                Place::Cuda => Path::new("cuda").join(name),
             };
-            if to.exists() {
+            if staging.join(&to).exists() {
                 bail!("{name} comes from two wheels");
             }
-            fs::create_dir_all(to.parent().expect("has a folder"))?;
-            fs::rename(unpacked.join(member), &to)?;
-        }
+            Ok(Some(to))
+        })?;
     }
-    fs::remove_dir_all(&raw)?;
 
     let library = format!("libonnxruntime.so.{ORT_VERSION}");
     for required in [
@@ -302,37 +293,12 @@ fn assemble_in(
             bail!("the wheels hold no {required}");
         }
     }
-    let mut cuda = BTreeMap::new();
-    let mut all_needed = Vec::new();
-    if staging.join("cuda").is_dir() {
-        for entry in fs::read_dir(staging.join("cuda"))? {
-            let path = entry?.path();
-            let name = path
-                .file_name()
-                .expect("file")
-                .to_string_lossy()
-                .into_owned();
-            let (_, needed) = elf_dependencies(&path)?;
-            all_needed.push((name.clone(), needed.clone()));
-            cuda.insert(name, needed);
-        }
-    }
-    for entry in fs::read_dir(staging)? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .expect("file")
-            .to_string_lossy()
-            .into_owned();
-        if path.is_file() && name != TENSORRT_PROVIDER {
-            all_needed.push((name, elf_dependencies(&path)?.1));
-        }
-    }
-    let top: BTreeSet<String> = all_needed.iter().map(|(n, _)| n.clone()).collect();
-    for (name, needed) in &all_needed {
+    let cuda = dependencies_in(&staging.join("cuda"), None)?;
+    let top = dependencies_in(staging, Some(TENSORRT_PROVIDER))?;
+    for (name, needed) in cuda.iter().chain(&top) {
         for dep in needed {
             let known = cuda.contains_key(dep)
-                || top.contains(dep)
+                || top.contains_key(dep)
                 || SYSTEM_LIBRARIES.contains(&dep.as_str())
                 // ONNX Runtime's own soname.
                 || dep == "libonnxruntime.so.1";
@@ -353,6 +319,27 @@ fn assemble_in(
     )?;
     wheels::mark_complete(staging, wheels)?;
     Ok(preload)
+}
+
+/// File name -> `DT_NEEDED` of every library directly in `dir` except `skip` (none when `dir`
+/// does not exist).
+fn dependencies_in(dir: &Path, skip: Option<&str>) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut libs = BTreeMap::new();
+    if !dir.is_dir() {
+        return Ok(libs);
+    }
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .expect("file")
+            .to_string_lossy()
+            .into_owned();
+        if path.is_file() && Some(name.as_str()) != skip {
+            libs.insert(name, elf_dependencies(&path)?.1);
+        }
+    }
+    Ok(libs)
 }
 
 fn dir_size(dir: &Path) -> u64 {

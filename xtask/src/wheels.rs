@@ -131,10 +131,15 @@ pub fn hash_ok(path: &Path, want: &str) -> bool {
     path.is_file() && sha256_file(path).map(|h| h == want).unwrap_or(false)
 }
 
-/// Unpacks the members of `wheel` for which `keep(name)` holds into `dest`, keeping Unix file
-/// modes (nvcc's tools must stay executable). Names that would leave `dest` are refused.
-/// Returns the number of files written.
-pub fn extract(wheel: &Path, dest: &Path, keep: impl Fn(&str) -> bool) -> Result<usize> {
+/// Unpacks members of `wheel` into `dest`, keeping Unix file modes (nvcc's tools must stay
+/// executable). `target(name)` says where a member goes, relative to `dest` (`None`: left
+/// out), so callers can lay files out without unpacking twice. Member names that would leave
+/// the archive's root are refused. Returns the number of files written.
+pub fn extract(
+    wheel: &Path,
+    dest: &Path,
+    mut target: impl FnMut(&str) -> Result<Option<PathBuf>>,
+) -> Result<usize> {
     let file = fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
     let mut archive =
         zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip", wheel.display()))?;
@@ -142,11 +147,14 @@ pub fn extract(wheel: &Path, dest: &Path, keep: impl Fn(&str) -> bool) -> Result
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i)?;
         let name = entry.name()?.into_owned();
-        if entry.is_dir() || !keep(&name) {
+        if entry.is_dir() {
             continue;
         }
-        let Some(relative) = entry.enclosed_name() else {
+        if entry.enclosed_name().is_none() {
             bail!("{} has an unsafe member name {name:?}", wheel.display());
+        }
+        let Some(relative) = target(&name)? else {
+            continue;
         };
         let out_path = dest.join(relative);
         fs::create_dir_all(out_path.parent().expect("member has a folder"))?;
@@ -219,7 +227,10 @@ mod tests {
             ],
         );
         let out = dir.join("out");
-        let n = extract(&wheel, &out, |name| name.starts_with("pkg/")).unwrap();
+        let n = extract(&wheel, &out, |name| {
+            Ok(name.starts_with("pkg/").then(|| PathBuf::from(name)))
+        })
+        .unwrap();
         assert_eq!(n, 2);
         assert_eq!(fs::read(out.join("pkg/include/a.h")).unwrap(), b"int a;");
         assert!(!out.join("pkg-1.dist-info").exists());
@@ -240,9 +251,11 @@ mod tests {
         let dir = temp_dir("escape");
         let wheel = dir.join("evil.whl");
         write_zip(&wheel, &[("../outside", b"x", 0o644)]);
-        let e = extract(&wheel, &dir.join("out"), |_| true)
-            .unwrap_err()
-            .to_string();
+        let e = extract(&wheel, &dir.join("out"), |name| {
+            Ok(Some(PathBuf::from(name)))
+        })
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unsafe member name"), "{e}");
         assert!(!dir.join("outside").exists());
         fs::remove_dir_all(&dir).unwrap();
