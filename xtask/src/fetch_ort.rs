@@ -166,16 +166,11 @@ fn extract(wheel: &Path, platform: &OrtPlatform, dest: &Path) -> Result<()> {
         let mut out = fs::File::create(&tmp)?;
         io::copy(&mut entry, &mut out)?;
     }
-    let got = sha256_file(&tmp)?;
-    if got != platform.library_sha256 {
-        fs::remove_file(&tmp)?;
-        bail!(
-            "{} from {} has sha256 {got}, expected {}",
-            platform.member,
-            platform.wheel,
-            platform.library_sha256
-        );
-    }
+    wheels::require_hash(
+        &tmp,
+        platform.library_sha256,
+        &format!("{} from {}", platform.member, platform.wheel),
+    )?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -57,15 +57,7 @@ pub fn obtain_all(
                 path.display()
             );
         }
-        let got = sha256_file(&path)?;
-        if got != w.sha256 {
-            fs::remove_file(&path)?;
-            bail!(
-                "{} has sha256 {got}, expected {}: refusing it (deleted)",
-                w.file,
-                w.sha256
-            );
-        }
+        require_hash(&path, w.sha256, w.file)?;
         paths.push(path);
     }
     Ok(paths)
@@ -124,6 +116,17 @@ fn pip_download(
             .join(" "),
         out.status
     )
+}
+
+/// Deletes `path` and fails unless it has the pinned hash, so a bad download or extraction is
+/// never left where a later run would pick it up. `what` names it in the error.
+pub fn require_hash(path: &Path, want: &str, what: &str) -> Result<()> {
+    let got = sha256_file(path)?;
+    if got != want {
+        fs::remove_file(path)?;
+        bail!("{what} has sha256 {got}, expected {want}: refusing it (deleted)");
+    }
+    Ok(())
 }
 
 /// The file exists and has the pinned hash.
@@ -275,6 +278,25 @@ mod tests {
         // network): either way an error, never the tampered file.
         let e = obtain_all(&dir, &[wheel], "manylinux_2_28_x86_64").unwrap_err();
         assert!(!dir.join("x.whl").exists(), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_with_the_wrong_hash_is_deleted_and_refused() {
+        let dir = temp_dir("require");
+        let file = dir.join("lib.so");
+        fs::write(&file, b"abc").unwrap();
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        require_hash(&file, abc, "lib.so").unwrap();
+        assert!(file.is_file());
+        let e = require_hash(&file, &"0".repeat(64), "lib.so from x.whl")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("lib.so from x.whl has sha256 ba7816bf"),
+            "{e}"
+        );
+        assert!(!file.exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 
