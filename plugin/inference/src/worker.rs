@@ -39,7 +39,6 @@ struct Batch {
     reload: Option<SessionOptions>,
     /// Newest generation; older ones are superseded.
     generate: Option<GenerationSettings>,
-    preload: bool,
     shutdown: bool,
     /// Jobs taken from the queue (for [`Generator::wait_idle`]).
     jobs: u64,
@@ -49,7 +48,8 @@ impl Batch {
     fn add(&mut self, job: Job) {
         self.jobs += 1;
         match job {
-            Job::Preload => self.preload = true,
+            // Nothing of its own: every batch loads the model if none is loaded.
+            Job::Preload => {}
             Job::Generate(settings) => self.generate = Some(settings),
             Job::Reload(options) => self.reload = Some(options),
             Job::Shutdown => self.shutdown = true,
@@ -358,7 +358,7 @@ mod tests {
         batch.add(Job::Preload);
         assert_eq!(batch.reload.map(|o| o.provider), Some(ProviderChoice::Cuda));
         assert_eq!(batch.generate.map(|s| s.seed), Some(2));
-        assert!(batch.preload && !batch.shutdown);
+        assert!(!batch.shutdown);
         assert_eq!(batch.jobs, 5);
     }
 
