@@ -57,6 +57,17 @@ impl ProviderChoice {
         }
     }
 
+    /// The stable id: the CLI's `--provider` value and the plugin state's on-disk name. Written
+    /// out rather than derived, so renaming a variant never breaks a saved project.
+    pub fn id(self) -> &'static str {
+        match self {
+            ProviderChoice::Auto => "auto",
+            ProviderChoice::TensorRt => "tensorrt",
+            ProviderChoice::Cuda => "cuda",
+            ProviderChoice::Cpu => "cpu",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<ProviderChoice> {
         match text.to_ascii_lowercase().as_str() {
             "auto" => Some(ProviderChoice::Auto),
@@ -293,6 +304,18 @@ mod tests {
             ProviderChoice::Cuda,
         ] {
             assert_eq!(choice.chain().last(), Some(&Provider::Cpu), "{choice:?}");
+        }
+    }
+
+    #[test]
+    fn every_choice_parses_back_from_its_id() {
+        for choice in [
+            ProviderChoice::Auto,
+            ProviderChoice::TensorRt,
+            ProviderChoice::Cuda,
+            ProviderChoice::Cpu,
+        ] {
+            assert_eq!(ProviderChoice::parse(choice.id()), Some(choice));
         }
     }
 }

@@ -35,7 +35,7 @@ pub struct SavedState {
     pub history: Vec<Arc<Generated>>,
     /// Index into `history` of the phrase that plays; `None` when nothing was generated yet.
     pub cursor: Option<usize>,
-    /// The "Compute device" setting (stable ids on disk: see [`device_id`]).
+    /// The "Compute device" setting (stable ids on disk: [`ProviderChoice::id`]).
     #[serde(serialize_with = "serialize_device")]
     pub device: ProviderChoice,
 }
@@ -53,17 +53,6 @@ pub const DEVICES: [ProviderChoice; 4] = [
     ProviderChoice::Cpu,
 ];
 
-/// The on-disk id of a choice; written by us, not by the enum's derive, so renaming a variant in
-/// the engine never breaks saved projects.
-pub fn device_id(choice: ProviderChoice) -> &'static str {
-    match choice {
-        ProviderChoice::Auto => "auto",
-        ProviderChoice::TensorRt => "tensorrt",
-        ProviderChoice::Cuda => "cuda",
-        ProviderChoice::Cpu => "cpu",
-    }
-}
-
 /// What the editor's combo box says.
 pub fn device_label(choice: ProviderChoice) -> &'static str {
     match choice {
@@ -78,7 +67,7 @@ fn serialize_device<S: serde::Serializer>(
     choice: &ProviderChoice,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(device_id(*choice))
+    serializer.serialize_str(choice.id())
 }
 
 /// Lenient: a missing, unknown (a newer build's device) or malformed value is the default; the
@@ -89,7 +78,7 @@ fn deserialize_device<'de, D: serde::Deserializer<'de>>(
     let value = serde_json::Value::deserialize(deserializer)?;
     Ok(value
         .as_str()
-        .and_then(|id| DEVICES.into_iter().find(|&c| device_id(c) == id))
+        .and_then(|id| DEVICES.into_iter().find(|c| c.id() == id))
         .unwrap_or(DEFAULT_DEVICE))
 }
 
@@ -289,7 +278,7 @@ mod tests {
             state.push(generated(1));
             state.device = device;
             let value = serde_json::to_value(&state).unwrap();
-            assert_eq!(value["device"], device_id(device));
+            assert_eq!(value["device"], device.id());
             assert_eq!(value["version"], 1, "an optional field: no version bump");
             let back: SavedState = serde_json::from_value(value).unwrap();
             assert_eq!(back, state);
