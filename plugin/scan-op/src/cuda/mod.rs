@@ -385,11 +385,17 @@ pub mod standalone {
     pub fn device_name() -> Result<String, String> {
         driver_ready()?;
         let device = cu::device::get(0).map_err(|e| driver_error("cuDeviceGet", e))?;
-        // SAFETY: as the CUDA runtime does on first use.
-        unsafe {
-            let ctx = cu::primary_ctx::retain(device)
-                .map_err(|e| driver_error("cuDevicePrimaryCtxRetain", e))?;
-            cu::ctx::set_current(ctx).map_err(|e| driver_error("cuCtxSetCurrent", e))?;
+        // Retained once per thread (each retain is a reference the process keeps).
+        if cu::ctx::get_current()
+            .map_err(|e| driver_error("cuCtxGetCurrent", e))?
+            .is_none()
+        {
+            // SAFETY: as the CUDA runtime does on first use.
+            unsafe {
+                let ctx = cu::primary_ctx::retain(device)
+                    .map_err(|e| driver_error("cuDevicePrimaryCtxRetain", e))?;
+                cu::ctx::set_current(ctx).map_err(|e| driver_error("cuCtxSetCurrent", e))?;
+            }
         }
         cu::device::get_name(device).map_err(|e| driver_error("cuDeviceGetName", e))
     }
