@@ -266,17 +266,34 @@ def load_tokens(split: str, path: Path = TOKENS_PATH) -> TokenSet:
     return TokenSet([ids[off[i] : off[i + 1]] for i in sel], [str(names[coll[i]]) for i in sel])
 
 
+STYLES = ("any", "melody", "chorale")  # style ids 0, 1, 2: the model's conditioning input
+
+
+def style_of(collection: str) -> int:
+    """Chorales are four voices merged into one track; every other collection is a tune line."""
+    return STYLES.index("chorale" if collection == "bachChorales" else "melody")
+
+
 class CropSampler:
     """Random training windows: start at a Bar token, fixed length, random transposition that
     keeps every pitch inside the vocabulary's range. After a piece ends the window is padded with
-    PAD, or with `pack` continued by the start of another random piece (no PAD: a model trained
-    on padded windows learns a high PAD marginal that unconditional sampling then scatters)."""
+    PAD, or with `pack` continued by the start of another random piece of the same style (no PAD:
+    a model trained on padded windows learns a high PAD marginal that unconditional sampling then
+    scatters). `chorale_share` (None: proportional to tokens) sets how often a window is drawn
+    from the chorales; within a style pieces are drawn in proportion to their length."""
 
     def __init__(
-        self, tokens: TokenSet, length: int, seed: int = 0, transpose: int = 6, pack: bool = False
+        self,
+        tokens: TokenSet,
+        length: int,
+        seed: int = 0,
+        transpose: int = 6,
+        pack: bool = False,
+        chorale_share: float | None = None,
     ):
         v = load_vocab()
         self.pieces = tokens.pieces
+        self.styles = np.asarray([style_of(c) for c in tokens.collections], dtype=np.int64)
         self.length = length
         self.pad = v.pad_id
         self.rng = np.random.default_rng(seed)
@@ -290,17 +307,34 @@ class CropSampler:
             "Pitch ids contiguous"
         )
         self.pid_hi = pitch[self.pitch_hi]
-        weights = np.asarray([len(p) for p in self.pieces], dtype=np.float64)
-        self.p = weights / weights.sum()
+        lengths = np.asarray([len(p) for p in self.pieces], dtype=np.float64)
+        self.p = lengths / lengths.sum()
+        # Per style: piece indices and their length weights.
+        self.by_style = {}
+        for st in (1, 2):
+            idx = np.nonzero(self.styles == st)[0]
+            if len(idx):
+                self.by_style[st] = (idx, lengths[idx] / lengths[idx].sum())
+        share = {st: float(self.p[idx].sum()) for st, (idx, _) in self.by_style.items()}
+        if chorale_share is not None and len(self.by_style) == 2:
+            share = {1: 1.0 - chorale_share, 2: chorale_share}
+        self.style_ids = np.asarray(sorted(share), dtype=np.int64)
+        self.style_p = np.asarray([share[k] for k in self.style_ids])
+        self.style_p /= self.style_p.sum()
 
-    def window(self, rng: np.random.Generator | None = None) -> np.ndarray:
+    def _piece(self, rng: np.random.Generator, style: int) -> int:
+        idx, w = self.by_style[style]
+        return int(idx[rng.choice(len(idx), p=w)])
+
+    def styled_window(self, rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
         rng = rng or self.rng
-        i = rng.choice(len(self.pieces), p=self.p)
+        style = int(self.style_ids[rng.choice(len(self.style_ids), p=self.style_p)])
+        i = self._piece(rng, style)
         piece, bars = self.pieces[i], self.bars[i]
         start = int(bars[rng.integers(len(bars))]) if len(bars) else 0
         w = piece[start : start + self.length].astype(np.int64)
         while self.pack and len(w) < self.length:
-            nxt = self.pieces[rng.choice(len(self.pieces), p=self.p)]
+            nxt = self.pieces[self._piece(rng, style)]
             w = np.concatenate([w, nxt[: self.length - len(w)].astype(np.int64)])
         if self.transpose:
             is_pitch = (w >= self.pid_lo) & (w <= self.pid_hi)
@@ -310,10 +344,18 @@ class CropSampler:
                 w[is_pitch] += int(rng.integers(lo, hi + 1))
         out = np.full(self.length, self.pad, dtype=np.int64)
         out[: len(w)] = w
-        return out
+        return out, style
+
+    def window(self, rng: np.random.Generator | None = None) -> np.ndarray:
+        return self.styled_window(rng)[0]
+
+    def styled_batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Windows [n, length] and their style ids [n] (1 Melody, 2 Chorale)."""
+        ws = [self.styled_window() for _ in range(n)]
+        return np.stack([w for w, _ in ws]), np.asarray([s for _, s in ws], dtype=np.int64)
 
     def batch(self, n: int) -> np.ndarray:
-        return np.stack([self.window() for _ in range(n)])
+        return self.styled_batch(n)[0]
 
 
 def main(argv=None) -> None:

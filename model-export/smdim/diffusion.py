@@ -1,8 +1,11 @@
 """Absorbing-state (mask) discrete diffusion, as in D3PM-absorbing / SCHmUBERT.
 
-Training: t ~ U{1..T}; every token is replaced by MASK with probability t/T; the loss is the
-cross-entropy on masked positions, weighted by w(t) = 1 - (t-1)/T (SCHmUBERT's reweighting,
-shifted by 1/T so the fully-masked level still trains), averaged over masked tokens per sequence.
+Training: t ~ U{1..T}, stratified over the batch (one draw per 1/B of the range, so every batch
+covers light and full masking); every token is replaced by MASK with probability t/T. The loss is
+the absorbing-diffusion ELBO (MDLM, LLaDA): the cross-entropy summed over masked positions,
+weighted by T/t and divided by the length, so it is a bound on the negative log-likelihood per
+token, comparable across models and runs. The fully-masked level, where unconditional sampling
+decides structure, keeps full weight (SCHmUBERT's `1 - (t-1)/T` gave it 0.001: "legacy").
 
 Sampling (`sample`): the exact algorithm, including the order of random draws, is specified in
 docs/model/SAMPLER.md so the Rust engine can reproduce it bit for bit. It takes any callable
@@ -23,20 +26,47 @@ from smdim.tokenizer import load_vocab
 MASK64 = (1 << 64) - 1
 
 
-def corrupt(x0: torch.Tensor, mask_id: int, T: int, gen: torch.Generator | None = None):
+def corrupt(
+    x0: torch.Tensor,
+    mask_id: int,
+    T: int,
+    gen: torch.Generator | None = None,
+    stratified: bool = False,
+):
     """Forward process q(x_t | x_0). Returns (x_t, mask, t)."""
     b = x0.shape[0]
-    t = torch.randint(1, T + 1, (b,), generator=gen, device="cpu").to(x0.device)
+    if stratified:
+        u = (torch.arange(b) + torch.rand(b, generator=gen)) / b
+        u = u[torch.randperm(b, generator=gen)]
+        t = (u * T).long().clamp(0, T - 1) + 1
+    else:
+        t = torch.randint(1, T + 1, (b,), generator=gen, device="cpu")
+    t = t.to(x0.device)
     rate = (t.float() / T)[:, None]
     u = torch.rand(x0.shape, generator=gen, device="cpu").to(x0.device)
     mask = u < rate
     return torch.where(mask, torch.full_like(x0, mask_id), x0), mask, t
 
 
-def diffusion_loss(model, x0: torch.Tensor, mask_id: int, T: int, gen=None) -> torch.Tensor:
-    xt, mask, t = corrupt(x0, mask_id, T, gen)
-    logits = model(xt)
+def diffusion_loss(
+    model,
+    x0: torch.Tensor,
+    mask_id: int,
+    T: int,
+    gen=None,
+    style: torch.Tensor | None = None,
+    weighting: str = "elbo",
+) -> torch.Tensor:
+    """`weighting`: "elbo" (T/t, summed over masked tokens / length: nats per token) or
+    "legacy" (SCHmUBERT's 1 - (t-1)/T on the per-sequence masked mean)."""
+    xt, mask, t = corrupt(x0, mask_id, T, gen, stratified=weighting == "elbo")
+    logits = model(xt) if style is None else model(xt, style)
     ce = F.cross_entropy(logits.float().transpose(1, 2), x0, reduction="none")  # [B, L]
+    if weighting == "elbo":
+        per_seq = (ce * mask).sum(1) / x0.shape[1]
+        return (per_seq * (T / t.float())).mean()
+    if weighting != "legacy":
+        raise ValueError(f"unknown weighting {weighting!r}")
     per_seq = (ce * mask).sum(1) / mask.sum(1).clamp(min=1)
     w = 1.0 - (t.float() - 1.0) / T
     return (w * per_seq).mean()
@@ -142,13 +172,17 @@ def sample(
     return x
 
 
-def torch_logits_fn(model: torch.nn.Module, device: str | torch.device = "cpu"):
-    """Wrap a denoiser as the sampler's logits callable (eval mode, no grad)."""
+def torch_logits_fn(model: torch.nn.Module, device: str | torch.device = "cpu", style: int = 0):
+    """Wrap a denoiser as the sampler's logits callable (eval mode, no grad); `style` goes to
+    style-conditioned models (0 Any, 1 Melody, 2 Chorale)."""
     model.eval()
+    styled = bool(getattr(model.cfg, "n_styles", 0))
 
     @torch.no_grad()
     def fn(tokens: np.ndarray) -> np.ndarray:
-        out = model(torch.from_numpy(tokens).to(device))
+        x = torch.from_numpy(tokens).to(device)
+        st = torch.full((x.shape[0],), style, dtype=torch.long, device=device) if styled else None
+        out = model(x, st)
         return out.float().cpu().numpy()
 
     return fn

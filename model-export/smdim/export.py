@@ -1,11 +1,12 @@
 """Export a trained denoiser to ONNX + model card:
 `python -m smdim.export --ckpt runs/default/final_ema.pt --out ../models/smdim-default.onnx`.
 
-Graph: tokens int64 [batch, length] -> logits float32 [batch, length, vocab]; batch and length
-dynamic (length a multiple of 4, <= max_len). Every selective scan is one `smdim::SelectiveScan`
-node (semantics: SCAN_OP.md). The file also carries a model-local ONNX function of that name
-whose body is a standard `Scan`, so stock onnxruntime runs it; a registered kernel of the same
-name/domain takes precedence.
+Graph: tokens int64 [batch, length] (+ style int64 [batch] for a style-conditioned model: 0 Any,
+1 Melody, 2 Chorale; the card lists them) -> logits float32 [batch, length, vocab]; batch and
+length dynamic (length a multiple of 4, <= max_len). Every selective scan is one
+`smdim::SelectiveScan` node (semantics: SCAN_OP.md). The file also carries a model-local ONNX
+function of that name whose body is a standard `Scan`, so stock onnxruntime runs it; a
+registered kernel of the same name/domain takes precedence.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
+from smdim.data import STYLES
 from smdim.model import Denoiser
 from smdim.tokenizer import load_vocab
 
@@ -117,12 +119,17 @@ def export_onnx(model: Denoiser, path: Path, example_len: int | None = None) -> 
     tokens = torch.randint(0, model.cfg.vocab_size, (2, L))
     batch = torch.export.Dim("batch", min=1, max=1024)
     quarter = torch.export.Dim("quarter", min=1, max=model.cfg.max_len // model.cfg.stride)
+    args, names = (tokens,), ["tokens"]
+    shapes = {"tokens": {0: batch, 1: model.cfg.stride * quarter}}
+    if model.cfg.n_styles:
+        args, names = (tokens, torch.tensor([1, 2])), ["tokens", "style"]
+        shapes["style"] = {0: batch}
     prog = torch.onnx.export(
         model,
-        (tokens,),
-        input_names=["tokens"],
+        args,
+        input_names=names,
         output_names=["logits"],
-        dynamic_shapes={"tokens": {0: batch, 1: model.cfg.stride * quarter}},
+        dynamic_shapes=shapes,
         opset_version=OPSET,
         dynamo=True,
         optimize=True,
@@ -149,11 +156,26 @@ def ort_session(path: Path, threads: int = 2, custom_ops_lib: str | None = None)
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def ort_logits_fn(session):
+def ort_logits_fn(session, style: int = 0):
+    """The sampler's logits callable; `style` is fed to models that take one."""
+    styled = any(i.name == "style" for i in session.get_inputs())
+
     def fn(tokens: np.ndarray) -> np.ndarray:
-        return session.run(["logits"], {"tokens": tokens.astype(np.int64)})[0]
+        feed = {"tokens": tokens.astype(np.int64)}
+        if styled:
+            feed["style"] = np.full(tokens.shape[0], style, dtype=np.int64)
+        return session.run(["logits"], feed)[0]
 
     return fn
+
+
+def _feed(model: Denoiser, toks: torch.Tensor, style: torch.Tensor | None = None) -> dict:
+    feed = {"tokens": toks.numpy()}
+    if model.cfg.n_styles:
+        feed["style"] = (
+            style if style is not None else torch.zeros(len(toks), dtype=torch.long)
+        ).numpy()
+    return feed
 
 
 def count_scan_nodes(path: Path) -> int:
@@ -184,7 +206,11 @@ def write_card(
             "spec": "model-export/SCAN_OP.md",
             "fallback": "model-local ONNX function built on Scan",
         },
-        "inputs": {"tokens": {"dtype": "int64", "shape": ["batch", "length"]}},
+        "inputs": {
+            "tokens": {"dtype": "int64", "shape": ["batch", "length"]},
+            **({"style": {"dtype": "int64", "shape": ["batch"]}} if model.cfg.n_styles else {}),
+        },
+        "styles": list(STYLES[: model.cfg.n_styles]),
         "outputs": {"logits": {"dtype": "float32", "shape": ["batch", "length", v.size]}},
         "vocab": {
             "file": "vocab/remi_v1.json",
@@ -238,9 +264,10 @@ def parity(
     for L in lengths:
         L = min(L, model.cfg.max_len)
         toks = torch.randint(0, model.cfg.vocab_size, (batch, L), generator=g)
+        style = torch.arange(batch) % max(model.cfg.n_styles, 1)
         with torch.no_grad():
-            ref = model(toks).numpy()
-        got = sess.run(["logits"], {"tokens": toks.numpy()})[0]
+            ref = model(toks, style if model.cfg.n_styles else None).numpy()
+        got = sess.run(["logits"], _feed(model, toks, style))[0]
         worst = max(worst, float(np.abs(ref - got).max()))
     return worst
 
@@ -252,7 +279,7 @@ def parity_with_lib(model: Denoiser, onnx_path: Path, lib: str, L: int = 256) ->
     )
     with torch.no_grad():
         ref = model.cpu().eval()(toks).numpy()
-    return float(np.abs(ref - sess.run(["logits"], {"tokens": toks.numpy()})[0]).max())
+    return float(np.abs(ref - sess.run(["logits"], _feed(model, toks))[0]).max())
 
 
 def sampling_parity(

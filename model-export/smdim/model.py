@@ -4,7 +4,8 @@ tokens [B, L] -> embedding [B, L, E] -> Conv1d(E->d, kernel=stride=4) [B, L/4, d
   -> + learned position -> N blocks -> LayerNorm -> ConvTranspose1d(d->E) [B, L, E] -> logits.
 SMDIM block (MFA): x += Mamba(LN x); x += FFN(LN x); x += Attention(LN x) (attention optional
 per block). Baseline block: x += Attention(LN x); x += FFN(LN x). No timestep input: the mask
-pattern tells the denoiser how much is known (as in SCHmUBERT).
+pattern tells the denoiser how much is known (as in SCHmUBERT). A style id [B] (0 Any, 1 Melody,
+2 Chorale) adds a learned vector to every position after the downsampling convolution.
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ class Denoiser(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_embed)
         self.down = nn.Conv1d(cfg.d_embed, cfg.d_model, cfg.stride, stride=cfg.stride)
         self.pos = nn.Parameter(torch.zeros(1, cfg.max_len // cfg.stride, cfg.d_model))
+        # Zero-initialised: style starts as a no-op; Any (0) is the unconditional model.
+        self.style = nn.Embedding(cfg.n_styles, cfg.d_model) if cfg.n_styles else None
+        if self.style is not None:
+            nn.init.zeros_(self.style.weight)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_blocks))
         self.norm = nn.LayerNorm(cfg.d_model)
         self.up = nn.ConvTranspose1d(cfg.d_model, cfg.d_embed, cfg.stride, stride=cfg.stride)
@@ -119,11 +124,13 @@ class Denoiser(nn.Module):
         nn.init.normal_(self.pos, std=0.02)
         nn.init.normal_(self.embed.weight, std=0.02)
 
-    def forward(self, tokens):  # [B, L] int64, L a multiple of stride and <= max_len
+    def forward(self, tokens, style=None):  # [B, L] int64 (L a multiple of stride), [B] int64
         L = tokens.shape[1]
         x = self.embed(tokens).transpose(1, 2)  # [B, E, L]
         x = self.down(x).transpose(1, 2)  # [B, L/s, d]
         x = x + self.pos[:, : L // self.cfg.stride]
+        if self.style is not None and style is not None:
+            x = x + self.style(style)[:, None, :]
         for blk in self.blocks:
             x = blk(x)
         x = self.up(self.norm(x).transpose(1, 2)).transpose(1, 2)  # [B, L, E]
@@ -133,6 +140,19 @@ class Denoiser(nn.Module):
         for m in self.modules():
             if isinstance(m, Mamba):
                 m.scan_impl = impl
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups: decay only on weight matrices (Linear/Conv kernels), never on norms,
+        embeddings, positions, biases, `A_log` or `D`."""
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            is_matrix = p.dim() >= 2 and not name.startswith(("embed", "pos", "style"))
+            is_matrix &= not name.endswith("A_log")
+            (decay if is_matrix else no_decay).append(p)
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,8 +1,12 @@
-"""Train a denoiser: `python -m smdim.train --config default [--time-limit S] [--resume]`.
+"""Train a denoiser: `python -m smdim.train --config default [--time-limit S] [--resume]
+[--sitting S]`.
 
-Writes to runs/<name>/: ckpt.pt (model, EMA, optimiser, step; for resume), metrics.csv
-(step, elapsed, lr, train loss, EMA validation loss), final_ema.pt (EMA weights, fp16 with
---fp16-final), config.json. Needs only torch + numpy (runs where miditok is absent).
+`--time-limit` is the whole run's training budget: the LR schedule (warm-up, cosine to 10 %) is
+anchored to it, so a run spread over several sittings (`--sitting` seconds each, then
+`--resume`) follows the same schedule as one long run. Writes to runs/<name>/: ckpt.pt (model,
+EMA, optimiser, step, elapsed; written every `checkpoint_s` and at every evaluation),
+metrics.csv (step, elapsed, lr, train loss, EMA validation ELBO on packed windows),
+final_ema.pt (EMA weights, fp16 with --fp16-final), config.json. Needs only torch + numpy.
 """
 
 from __future__ import annotations
@@ -41,27 +45,51 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.lerp_(p.detach(), 1.0 - decay)
 
 
-def fixed_valid_batches(cfg: Config, n: int) -> list[torch.Tensor]:
-    """The same validation windows every evaluation (seeded), so the curve is comparable."""
-    s = CropSampler(load_tokens("valid"), cfg.train.seq_len, seed=1234, transpose=0)
-    return [torch.from_numpy(s.batch(cfg.train.batch_size)) for _ in range(n)]
+def fixed_valid_batches(cfg: Config, n: int, split: str = "valid"):
+    """The same packed validation windows (with their styles) every evaluation, so the curve is
+    comparable. Packed like training: no PAD in the reference."""
+    s = CropSampler(load_tokens(split), cfg.train.seq_len, seed=1234, transpose=0, pack=True)
+    out = []
+    for _ in range(n):
+        x, st = s.styled_batch(cfg.train.batch_size)
+        out.append((torch.from_numpy(x), torch.from_numpy(st)))
+    return out
 
 
 @torch.no_grad()
 def valid_loss(model, batches, mask_id, T, device, amp) -> float:
+    """ELBO (nats per token) of the styled windows; the same fixed masks for every model."""
     model.eval()
     gen = torch.Generator().manual_seed(99)
     tot = 0.0
-    for b in batches:
+    for x, st in batches:
+        style = st.to(device) if model.cfg.n_styles else None
         with torch.autocast("cuda", torch.bfloat16, enabled=amp):
-            tot += diffusion_loss(model, b.to(device), mask_id, T, gen).item()
+            tot += diffusion_loss(model, x.to(device), mask_id, T, gen, style).item()
     return tot / len(batches)
 
 
+def warmup_steps(cfg: Config) -> int:
+    """A warm-up longer than 5 % of a short run wastes it."""
+    return max(1, min(cfg.train.warmup, cfg.train.max_steps // 20))
+
+
 def lr_at(cfg: Config, step: int, progress: float) -> float:
-    if step < cfg.train.warmup:
-        return cfg.train.lr * (step + 1) / cfg.train.warmup
+    w = warmup_steps(cfg)
+    if step < w:
+        return cfg.train.lr * (step + 1) / w
     return cfg.train.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def ema_decay(cfg: Config, step: int) -> float:
+    """EMA from the first step, warmed up so early averages are not dominated by the init."""
+    return min(cfg.train.ema, (1 + step) / (10 + step))
+
+
+def drop_style(style: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Condition dropout: a share p of the windows is trained as Any (0)."""
+    keep = torch.rand(style.shape, generator=gen) >= p
+    return torch.where(keep, style, torch.zeros_like(style))
 
 
 def train(
@@ -71,6 +99,7 @@ def train(
     resume: bool = False,
     fp16_final: bool = False,
     progress_bar: bool = True,
+    sitting_s: float | None = None,
 ) -> dict:
     from tqdm import tqdm
 
@@ -85,7 +114,7 @@ def train(
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.AdamW(
-        model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.99), weight_decay=cfg.train.weight_decay
+        model.param_groups(cfg.train.weight_decay), lr=cfg.train.lr, betas=(0.9, 0.99)
     )
     amp = device.type == "cuda"
     step, elapsed0 = 0, 0.0
@@ -96,7 +125,7 @@ def train(
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
         step, elapsed0 = ck["step"], ck["elapsed"]
-        print(f"resumed {ckpt_path} at step {step}")
+        print(f"resumed {ckpt_path} at step {step}, {elapsed0:.0f} s")
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     sampler = CropSampler(
         load_tokens("train"),
@@ -104,9 +133,11 @@ def train(
         seed=cfg.train.seed + step,
         transpose=cfg.train.transpose,
         pack=cfg.train.pack,
+        chorale_share=cfg.train.chorale_share,
     )
+    style_gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + step)
     valid = fixed_valid_batches(cfg, cfg.train.eval_batches)
-    T = 1000
+    T = cfg.diffusion.train_T
     metrics_path = out / "metrics.csv"
     new_file = not (resume and metrics_path.exists())
     mf = open(metrics_path, "w" if new_file else "a", newline="")
@@ -123,6 +154,7 @@ def train(
         mininterval=2.0,
     )
     running, n_run, last_val = 0.0, 0, float("nan")
+    last_save = time.time()
 
     def save():
         torch.save(
@@ -139,21 +171,25 @@ def train(
 
     while step < cfg.train.max_steps:
         elapsed = elapsed0 + time.time() - t0
-        if elapsed > limit:
+        if elapsed > limit or (sitting_s is not None and time.time() - t0 > sitting_s):
             break
         progress = max(step / cfg.train.max_steps, elapsed / limit)
         lr = lr_at(cfg, step, progress)
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
-        x0 = torch.from_numpy(sampler.batch(cfg.train.batch_size)).to(device, non_blocking=True)
+        xb, sb = sampler.styled_batch(cfg.train.batch_size)
+        x0 = torch.from_numpy(xb).to(device, non_blocking=True)
+        style = None
+        if cfg.model.n_styles:
+            style = drop_style(torch.from_numpy(sb), cfg.train.style_dropout, style_gen).to(device)
         with torch.autocast("cuda", torch.bfloat16, enabled=amp):
-            loss = diffusion_loss(model, x0, v.mask_id, T)
+            loss = diffusion_loss(model, x0, v.mask_id, T, style=style)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
         opt.step()
-        ema_update(ema, model, cfg.train.ema if step > cfg.train.warmup else 0.0)
+        ema_update(ema, model, ema_decay(cfg, step))
         step += 1
         running += loss.item()
         n_run += 1
@@ -173,6 +209,10 @@ def train(
             bar.set_postfix(loss=f"{running / n_run:.3f}", val=f"{last_val:.3f}")
             running, n_run = 0.0, 0
             save()
+            last_save = time.time()
+        elif time.time() - last_save > cfg.train.checkpoint_s:
+            save()
+            last_save = time.time()
     bar.close()
     last_val = valid_loss(ema, valid, v.mask_id, T, device, amp)
     writer.writerow(
@@ -220,7 +260,12 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--config", default="default")
     ap.add_argument("--out", type=Path, default=None, help="run directory (default runs/<config>)")
-    ap.add_argument("--time-limit", type=float, default=None, help="seconds of training")
+    ap.add_argument(
+        "--time-limit", type=float, default=None, help="seconds of training, the whole run"
+    )
+    ap.add_argument(
+        "--sitting", type=float, default=None, help="stop this sitting after S s (then --resume)"
+    )
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--eval-every", type=int, default=None)
@@ -251,6 +296,7 @@ def main(argv=None) -> None:
         a.resume,
         a.fp16_final,
         not a.no_progress,
+        a.sitting,
     )
 
 
