@@ -15,6 +15,7 @@ onnxruntime.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -129,6 +130,32 @@ def choose(logits_row: np.ndarray, u: float, temperature: float, top_p: float) -
     return int(order[min(j, k - 1)])
 
 
+def softmax_prob(logits_row: np.ndarray, idx: int, temperature: float) -> float:
+    """Probability of `idx` under softmax(logits / temperature) (temperature <= 0 counts as 1),
+    computed exactly as `choose` computes its probabilities, so Rust reproduces it bit for bit."""
+    z = logits_row.astype(np.float64) / (temperature if temperature > 0 else 1.0)
+    z = z - z.max()
+    p = np.exp(z)
+    p /= p.sum()
+    return float(p[idx])
+
+
+def confidence_score(p: float, u_noise: float, noise: float, t: int, steps: int) -> float:
+    """log p plus Gumbel noise annealed to 0 over the run (MaskGIT's choice temperature).
+    Scalar libm math (`math.log`), the same functions Rust's f64::ln calls."""
+    u = u_noise if u_noise > 0.0 else 2.0**-53
+    gumbel = -math.log(-math.log(u))
+    return math.log(p) + noise * (t / steps) * gumbel
+
+
+def committed_after(n0: int, step_index: int, steps: int) -> int:
+    """Positions unmasked after step `step_index` (0-based) of `steps` by the confidence order:
+    ceil(n0 * (s+1)^2 / S^2), integer arithmetic. Few commitments early (the structural ones,
+    made with the most context-free uncertainty), most late."""
+    sq = steps * steps
+    return (n0 * (step_index + 1) ** 2 + sq - 1) // sq
+
+
 def sample(
     logits_fn: Callable[[np.ndarray], np.ndarray],
     length: int,
@@ -142,10 +169,22 @@ def sample(
     allowed: np.ndarray | None = None,
     allow_pad: bool = False,
     mask_id: int | None = None,
+    order: str = "random",
+    noise: float = 0.0,
 ) -> np.ndarray:
     """Reverse process. `fixed`: int64 [batch, length] with -1 where free (infilling); fixed
-    tokens never change. `allowed`: optional bool [V] of tokens that may be emitted.
+    tokens never change. `allowed`: optional bool [V] of tokens that may be emitted. `order`:
+    "random" (each masked position unmasks with probability 1/t at step t) or "confidence"
+    (every masked position draws a candidate; the most confident ones are kept, as many as
+    `committed_after` says; `noise` scales the annealed Gumbel noise on the confidence).
     Returns int64 [batch, length]. Deterministic per seed; see docs/model/SAMPLER.md."""
+    if order == "confidence":
+        return _sample_confidence(
+            logits_fn, length, batch, steps, seed, temperature, top_p, fixed, allowed,
+            allow_pad, mask_id, noise,
+        )  # fmt: skip
+    if order != "random":
+        raise ValueError(f"unknown order {order!r}: random or confidence")
     v = load_vocab()
     mask_id = v.mask_id if mask_id is None else mask_id
     x = np.full((batch, length), mask_id, dtype=np.int64)
@@ -169,6 +208,49 @@ def sample(
             for i in np.nonzero(newly[r])[0]:
                 row = np.where(ban, -np.inf, logits[r, i].astype(np.float64))
                 x[r, i] = choose(row, rngs[r].uniform(), temperature, top_p)
+    return x
+
+
+def _sample_confidence(
+    logits_fn, length, batch, steps, seed, temperature, top_p, fixed, allowed, allow_pad,
+    mask_id, noise,
+) -> np.ndarray:  # fmt: skip
+    v = load_vocab()
+    mask_id = v.mask_id if mask_id is None else mask_id
+    x = np.full((batch, length), mask_id, dtype=np.int64)
+    if fixed is not None:
+        x = np.where(fixed >= 0, fixed, x).astype(np.int64)
+    ban = np.zeros(v.size, dtype=bool)
+    ban[banned_ids(allow_pad)] = True
+    if allowed is not None:
+        ban |= ~allowed
+    rngs = [SplitMix64(seed + r) for r in range(batch)]
+    n0 = (x == mask_id).sum(1)
+    for s in range(steps):
+        t = steps - s
+        masked = [np.nonzero(x[r] == mask_id)[0] for r in range(batch)]
+        ks = [
+            min(committed_after(int(n0[r]), s, steps) - (int(n0[r]) - len(masked[r])), len(m))
+            for r, m in enumerate(masked)
+        ]
+        if not any(k > 0 for k in ks):
+            continue
+        logits = np.asarray(logits_fn(x), dtype=np.float32)
+        for r in range(batch):
+            if ks[r] <= 0:
+                continue
+            cands = []
+            for i in masked[r]:
+                row = np.where(ban, -np.inf, logits[r, i].astype(np.float64))
+                u_token, u_noise = rngs[r].uniform(), rngs[r].uniform()
+                c = choose(row, u_token, temperature, top_p)
+                score = confidence_score(
+                    softmax_prob(row, c, temperature), u_noise, noise, t, steps
+                )
+                cands.append((-score, int(i), c))
+            cands.sort()  # score descending, then position ascending
+            for _, i, c in cands[: ks[r]]:
+                x[r, i] = c
     return x
 
 

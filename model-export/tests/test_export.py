@@ -30,7 +30,7 @@ def exported(tiny_model, tmp_path_factory):
 
 def test_graph_interface_and_custom_nodes(exported, tiny_model):
     m = onnx.load(str(exported))
-    assert [i.name for i in m.graph.input] == ["tokens"]
+    assert [i.name for i in m.graph.input] == ["tokens", "style"]
     assert [o.name for o in m.graph.output] == ["logits"]
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
     assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
@@ -47,10 +47,12 @@ def test_parity_torch_vs_onnxruntime_function_fallback(exported, tiny_model):
 
 def test_sampling_through_onnxruntime_matches_torch(exported, tiny_model):
     sess = ort_session(exported)
-    kw = {"batch": 2, "steps": 6, "seed": 11, "temperature": 0.9, "top_p": 0.95}
-    a = sample(torch_logits_fn(tiny_model), 48, **kw)
-    b = sample(ort_logits_fn(sess), 48, **kw)
-    assert (a == b).all()
+    for order in ("random", "confidence"):
+        kw = {"batch": 2, "steps": 6, "seed": 11, "temperature": 0.9, "top_p": 0.95}
+        kw |= {"order": order, "noise": 1.0}
+        a = sample(torch_logits_fn(tiny_model, style=2), 48, **kw)
+        b = sample(ort_logits_fn(sess, style=2), 48, **kw)
+        assert (a == b).all()
 
 
 def test_model_card(exported, tiny_model, tmp_path):
@@ -62,6 +64,8 @@ def test_model_card(exported, tiny_model, tmp_path):
     assert card["vocab"]["sha256"] == v.sha256 and card["vocab"]["mask_id"] == v.mask_id
     assert card["length"]["multiple_of"] == 4 and card["params"] == tiny_model.num_params()
     assert card["sampler"]["default_steps"] == get_config("tiny").diffusion.sample_steps
+    assert card["styles"] == ["any", "melody", "chorale"]
+    assert set(card["inputs"]) == {"tokens", "style"}
 
 
 # The exported model with our Rust kernel registered: test_scan_op_library.py, which builds the
@@ -77,7 +81,11 @@ def test_shipped_model_and_card():
     assert card["onnx_sha256"] == hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
     assert card["vocab"]["sha256"] == load_vocab().sha256
     assert card["metrics"], "the shipped card must carry its evaluation metrics"
+    assert card["architecture"]["kind"] == "smdim", "the shipped model is SMDIM"
+    assert card["styles"] == ["any", "melody", "chorale"]
     sess = ort_session(SHIPPED)
-    for b, L in ((1, 8), (2, 256)):
-        out = sess.run(["logits"], {"tokens": np.full((b, L), load_vocab().mask_id)})[0]
-        assert out.shape == (b, L, 271) and np.isfinite(out).all()
+    for style in range(3):
+        fn = ort_logits_fn(sess, style)
+        for b, L in ((1, 8), (2, 256)):
+            out = fn(np.full((b, L), load_vocab().mask_id))
+            assert out.shape == (b, L, 271) and np.isfinite(out).all()

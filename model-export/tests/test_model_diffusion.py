@@ -59,7 +59,7 @@ def test_loss_only_on_masked_tokens(tiny_model):
     torch.manual_seed(0)
     x0 = torch.randint(4, 271, (2, 32))
     gen = torch.Generator().manual_seed(3)
-    xt, mask, _ = corrupt(x0, 3, 1000, torch.Generator().manual_seed(3))
+    xt, mask, _ = corrupt(x0, 3, 1000, torch.Generator().manual_seed(3), stratified=True)
 
     class Spy(torch.nn.Module):
         def __init__(self):
@@ -167,3 +167,108 @@ def test_training_step_reduces_loss(impl):
         loss.backward()
         opt.step()
     assert loss.item() < 0.7 * first
+
+
+def test_elbo_of_a_uniform_model_is_log_vocab():
+    """The ELBO weighting (T/t on the masked sum over L) makes an uninformed model cost ln V
+    nats per token whatever the mask rates; the legacy weighting does not."""
+
+    class Uniform(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(*x.shape, 271)
+
+    x0 = torch.randint(4, 271, (256, 64))
+    gen = torch.Generator().manual_seed(0)
+    elbo = diffusion_loss(Uniform(), x0, 3, 1000, gen).item()
+    assert abs(elbo - np.log(271)) < 0.05 * np.log(271)
+    legacy = diffusion_loss(Uniform(), x0, 3, 1000, gen, weighting="legacy").item()
+    assert legacy < 0.7 * np.log(271)
+
+
+def test_stratified_mask_rates_cover_the_range():
+    _, _, t = corrupt(torch.zeros(16, 8, dtype=torch.long), 3, 1000, None, stratified=True)
+    bins = sorted(int((x - 1) * 16 // 1000) for x in t.tolist())
+    assert bins == list(range(16))
+
+
+def test_style_changes_the_logits_and_any_is_unconditional():
+    torch.manual_seed(0)
+    m = Denoiser(get_config("tiny").model).eval()
+    with torch.no_grad():
+        m.style.weight[1:].normal_()
+    x = torch.randint(4, 271, (1, 32))
+    with torch.no_grad():
+        plain, any_, melody, chorale = (
+            m(x),
+            m(x, torch.tensor([0])),
+            m(x, torch.tensor([1])),
+            m(x, torch.tensor([2])),
+        )
+    assert torch.allclose(plain, any_)  # Any's vector is the zero init, never trained apart
+    assert not torch.allclose(melody, chorale)
+
+
+def test_weight_decay_only_on_matrices():
+    m = Denoiser(get_config("tiny").model)
+    decay, no_decay = m.param_groups(0.1)
+    names = {id(p): n for n, p in m.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert any("in_proj" in n for n in decayed) and any("qkv" in n for n in decayed)
+    for n in decayed:
+        assert not n.endswith(("A_log", ".D", "bias")), n
+        assert "norm" not in n and not n.startswith(("embed", "pos", "style")), n
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(m.parameters()))
+
+
+def test_confidence_order_schedule_determinism_and_infill():
+    from smdim.diffusion import committed_after
+
+    v = load_vocab()
+    fn, calls = _fake_logits(v.size)
+    a = sample(fn, 64, batch=2, steps=8, seed=5, order="confidence", noise=1.0)
+    known = [int((x != v.mask_id).sum(1)[0]) for x in calls]
+    assert known == [0] + [committed_after(64, s, 8) for s in range(7)]
+    assert (a != v.mask_id).all() and not np.isin(a, [v.pad_id, 1, 2]).any()
+    b = sample(fn, 64, batch=2, steps=8, seed=5, order="confidence", noise=1.0)
+    c = sample(fn, 64, batch=2, steps=8, seed=6, order="confidence", noise=1.0)
+    assert (a == b).all() and not (a == c).all()
+    fixed = np.full((1, 64), -1, dtype=np.int64)
+    fixed[0, ::3] = v.bar_id
+    out = sample(fn, 64, steps=4, seed=1, fixed=fixed, order="confidence")
+    assert (out[0, ::3] == v.bar_id).all() and (out != v.mask_id).all()
+    with pytest.raises(ValueError):
+        sample(fn, 8, order="sideways")
+
+
+def test_confidence_keeps_the_surest_positions():
+    """Peaked logits at even positions, flat at odd ones: the first commitments are even."""
+    v = load_vocab()
+    L = 32
+    logits = np.zeros((1, L, v.size), dtype=np.float32)
+    logits[0, ::2, v.id("Pitch_60")] = 20.0
+    seen = []
+
+    def fn(x):
+        seen.append(x.copy())
+        return logits
+
+    sample(fn, L, steps=4, seed=0, order="confidence")
+    first_known = np.nonzero(seen[1][0] != v.mask_id)[0]
+    assert len(first_known) > 0 and (first_known % 2 == 0).all()
+
+
+def test_resume_continues_the_run(tmp_path):
+    from dataclasses import replace
+
+    from smdim.train import train
+
+    cfg = get_config("tiny")
+    cfg = replace(cfg, train=replace(cfg.train, max_steps=8, eval_every=4))
+    first = train(cfg, tmp_path, torch.device("cpu"), progress_bar=False)
+    assert first["steps"] == 8
+    more = replace(cfg, train=replace(cfg.train, max_steps=12))
+    second = train(more, tmp_path, torch.device("cpu"), resume=True, progress_bar=False)
+    assert second["steps"] == 12 and second["train_seconds"] >= first["train_seconds"]
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step") and rows[-1].startswith("12,")
