@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use proptest::prelude::*;
 use smdim_engine::codec::decode;
 use smdim_engine::sampler::constraints::{plan, Key, PhraseRequest};
-use smdim_engine::sampler::{sample, SampleError, SamplerSettings, SplitMix64};
+use smdim_engine::sampler::{sample, Order, SampleError, SamplerSettings, SplitMix64};
 use smdim_engine::{TimeSignature, Vocabulary};
 
 /// A stand-in denoiser: logits from a hash of (tokens, position), so they depend on context.
@@ -24,7 +24,16 @@ fn random_denoiser(
     }
 }
 
-fn check_phrase(request: &PhraseRequest, seed: u64, steps: u32, temperature: f64, top_p: f64) {
+#[allow(clippy::too_many_arguments)]
+fn check_phrase(
+    request: &PhraseRequest,
+    seed: u64,
+    steps: u32,
+    temperature: f64,
+    top_p: f64,
+    order: Order,
+    noise: f64,
+) {
     let vocab = Vocabulary::remi_v1();
     let plan = plan(vocab, request, 4, 4096).unwrap();
     let settings = SamplerSettings {
@@ -32,6 +41,8 @@ fn check_phrase(request: &PhraseRequest, seed: u64, steps: u32, temperature: f64
         temperature,
         top_p,
         seed,
+        order,
+        noise,
     };
     let mut denoiser = random_denoiser(seed ^ 0xABCD, vocab.len());
     let (tokens, stats) = sample(
@@ -46,7 +57,9 @@ fn check_phrase(request: &PhraseRequest, seed: u64, steps: u32, temperature: f64
     .unwrap();
     assert_eq!(stats.relaxed_choices, 0);
     assert!(!tokens.contains(&vocab.mask_id()));
-    let decoded = decode(vocab, &tokens);
+    // The end marker is the plan's, never the model's: it is still there, and dropped.
+    assert_eq!(&tokens[tokens.len() - 2..], &plan.tokens[plan.tokens.len() - 2..]);
+    let decoded = decode(vocab, plan.phrase_tokens(&tokens));
     assert_eq!(decoded.report.skipped(), 0, "{:?}", decoded.report);
     let phrase = decoded.phrase;
     assert_eq!(phrase.bars, request.bars);
@@ -68,12 +81,89 @@ fn check_phrase(request: &PhraseRequest, seed: u64, steps: u32, temperature: f64
 #[test]
 fn default_request_many_seeds() {
     for seed in 0..40 {
-        check_phrase(&PhraseRequest::default(), seed, 16, 1.0, 0.95);
+        check_phrase(&PhraseRequest::default(), seed, 16, 1.0, 0.95, Order::Random, 0.0);
+        check_phrase(&PhraseRequest::default(), seed, 16, 1.0, 0.95, Order::Confidence, 1.0);
     }
 }
 
-/// Found by the property test below: a bar filled to near (or beyond) capacity (one pitch, one
-/// note per onset), so the padding to the model's multiple of 4 must shrink it.
+/// The model, not a quota, decides how many notes a bar holds: over random logits the bars of
+/// one phrase differ in their note counts, and the phrase still has exactly its bars.
+#[test]
+fn bars_hold_different_numbers_of_notes() {
+    let vocab = Vocabulary::remi_v1();
+    let request = PhraseRequest::default();
+    let plan = plan(vocab, &request, 4, 4096).unwrap();
+    let mut differing = 0;
+    for seed in 0..10 {
+        let mut denoiser = random_denoiser(seed, vocab.len());
+        let settings = SamplerSettings {
+            seed,
+            order: Order::Confidence,
+            ..Default::default()
+        };
+        let (tokens, _) = sample(
+            vocab,
+            &mut denoiser,
+            &plan.tokens,
+            &settings,
+            Some(&plan.constraints),
+            &AtomicBool::new(false),
+            |_, _| {},
+        )
+        .unwrap();
+        let phrase = decode(vocab, plan.phrase_tokens(&tokens)).phrase;
+        assert_eq!(phrase.bars, request.bars);
+        let bar_ticks = phrase.time_signature.bar_ticks();
+        let mut per_bar = vec![0usize; phrase.bars as usize];
+        for note in &phrase.notes {
+            per_bar[(note.start / bar_ticks) as usize] += 1;
+        }
+        if per_bar.iter().min() != per_bar.iter().max() {
+            differing += 1;
+        }
+    }
+    assert!(differing >= 8, "only {differing} of 10 phrases had uneven bars");
+}
+
+/// Confidence order keeps exactly the scheduled number of positions per step.
+#[test]
+fn confidence_order_follows_its_schedule() {
+    use smdim_engine::sampler::committed_after;
+    let vocab = Vocabulary::remi_v1();
+    let initial = vec![vocab.mask_id(); 64];
+    let steps = 8;
+    let mut seen = Vec::new();
+    let mut denoiser = |tokens: &[u32], out: &mut Vec<f32>| -> Result<(), String> {
+        seen.push(tokens.iter().filter(|&&t| t != vocab.mask_id()).count());
+        out.extend(std::iter::repeat_n(0.5f32, tokens.len() * vocab.len()));
+        Ok(())
+    };
+    let settings = SamplerSettings {
+        steps,
+        order: Order::Confidence,
+        ..Default::default()
+    };
+    let (tokens, stats) = sample(
+        vocab,
+        &mut denoiser,
+        &initial,
+        &settings,
+        None,
+        &AtomicBool::new(false),
+        |_, _| {},
+    )
+    .unwrap();
+    assert!(!tokens.contains(&vocab.mask_id()));
+    let expected: Vec<usize> = (0..steps)
+        .map(|s| if s == 0 { 0 } else { committed_after(64, s - 1, steps) })
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(stats.denoiser_calls, steps);
+    assert_eq!(committed_after(64, steps - 1, steps), 64);
+}
+
+/// Found by the property test below (for the earlier per-bar plan): a phrase near its capacity
+/// (one pitch, one note per onset) must still reach the model's multiple of 4.
 #[test]
 fn a_bar_near_capacity_still_fits_the_model() {
     let request = PhraseRequest {
@@ -85,16 +175,17 @@ fn a_bar_near_capacity_still_fits_the_model() {
         highest_pitch: 21,
         key: None,
         max_notes_per_onset: 1,
+        tokens_per_note: 3.0,
     };
-    check_phrase(&request, 0, 1, 0.0, 0.5);
-    check_phrase(&request, 3, 16, 1.0, 0.95);
+    check_phrase(&request, 0, 1, 0.0, 0.5, Order::Random, 0.0);
+    check_phrase(&request, 3, 16, 1.0, 0.95, Order::Confidence, 0.0);
     // A density above what one bar can hold: the bar is filled to capacity, not refused.
     let over_full = PhraseRequest {
         bars: 1,
         notes_per_quarter: 3.980267233106328,
         ..request
     };
-    check_phrase(&over_full, 0, 1, 0.0, 0.5);
+    check_phrase(&over_full, 0, 1, 0.0, 0.5, Order::Random, 0.0);
 }
 
 proptest! {
@@ -113,6 +204,9 @@ proptest! {
         steps in 1u32..24,
         temperature in prop::sample::select(vec![0.0, 0.5, 1.0, 1.5]),
         top_p in 0.5f64..=1.0,
+        order in prop::sample::select(vec![Order::Random, Order::Confidence]),
+        noise in prop::sample::select(vec![0.0, 1.0, 4.0]),
+        tokens_per_note in 2.0f64..4.0,
     ) {
         let key = key.and_then(Key::parse);
         let high = (low + span).min(108);
@@ -127,8 +221,9 @@ proptest! {
             highest_pitch: high,
             key,
             max_notes_per_onset: max_notes,
+            tokens_per_note,
         };
-        check_phrase(&request, seed, steps, temperature, top_p);
+        check_phrase(&request, seed, steps, temperature, top_p, order, noise);
     }
 }
 

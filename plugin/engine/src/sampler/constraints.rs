@@ -1,17 +1,23 @@
 //! Constraints that hold by construction: a phrase plan plus per-choice logit masks.
 //!
-//! The plan fixes the skeleton: `Bar TimeSig` at the start of every bar (and `Position_0 Tempo`
-//! in the first), with a budget of free slots per bar from the density setting. Free slots of a
-//! bar must spell `(Position (Pitch Duration)+)+` with strictly increasing positions inside the
-//! bar and at most `max_notes_per_onset` pitches per position; pitches must be in range and key.
+//! The plan fixes only the frame: `Bar TimeSig Position_0 Tempo` opening bar one, and an end
+//! marker `Bar TimeSig` after the last bar. Everything between is one run of free slots whose
+//! length comes from the density (a mean over the phrase). The model places the bar lines
+//! itself: the run must spell bars `(Position (Pitch Duration)+)*` separated by exactly
+//! `bars - 1` `Bar TimeSig` pairs, with strictly increasing positions inside each bar, at most
+//! `max_notes_per_onset` pitches per position, and pitches in range and key. So a bar can hold a
+//! single held note or eight onsets, as real tunes do, and the phrase still has exactly the
+//! requested bars.
 //!
-//! Diffusion fills slots in random order, so a choice must keep a valid completion possible
-//! whatever is already known to its left and right. The bar grammar is a finite automaton whose
-//! states are (phase, position, notes at this onset); for each phase the reachable positions fit
-//! a `u128` bitmask, so forward-reachable and backward-co-reachable state sets over a bar cost a
-//! few dozen word operations per slot. A token is allowed at a slot when some reachable state
-//! before it steps, on that token, into a state from which the rest of the bar can still be
-//! completed. Hence every sampled sequence decodes with zero skipped tokens.
+//! Diffusion fills slots in any order, so a choice must keep a valid completion possible
+//! whatever is already known to its left and right. The grammar is a finite automaton whose
+//! states are (bar lines so far, phase, position, notes at this onset); for each (count, phase)
+//! the reachable positions fit a `u128` bitmask, so forward-reachable and backward-co-reachable
+//! state sets cost a few dozen word operations per slot and bar. A token is allowed at a slot
+//! when some reachable state before it steps, on that token, into a state from which the rest
+//! of the run can still be completed. Hence every sampled sequence decodes with zero skipped
+//! tokens. A [`Sweep`] visits the slots of one sampling step left to right, so a whole step
+//! costs one backward and one forward pass.
 
 use crate::phrase::TimeSignature;
 use crate::vocab::{Token, TokenId, Vocabulary, POSITIONS_PER_BEAT};
@@ -26,8 +32,12 @@ pub struct PhraseRequest {
     pub time_signature: TimeSignature,
     /// Quarter notes per minute; written as the tempo token of bar one.
     pub tempo: Option<f32>,
-    /// Average notes per quarter note; sets each bar's token budget.
+    /// Average notes per quarter note over the phrase; with `tokens_per_note` it sets the
+    /// phrase's token budget (a mean: the model spreads it over the bars).
     pub notes_per_quarter: f64,
+    /// Tokens a note costs in the style's REMI (a line: Position Pitch Duration, about 3.3;
+    /// chords share their Position, about 2.5).
+    pub tokens_per_note: f64,
     pub lowest_pitch: u8,
     pub highest_pitch: u8,
     pub key: Option<Key>,
@@ -41,6 +51,7 @@ impl Default for PhraseRequest {
             time_signature: TimeSignature::FOUR_FOUR,
             tempo: Some(120.0),
             notes_per_quarter: 1.5,
+            tokens_per_note: 3.0,
             lowest_pitch: 36,
             highest_pitch: 96,
             key: None,
@@ -166,18 +177,28 @@ pub enum PlanError {
 }
 
 /// The skeleton of a phrase: token slots with fixed tokens and MASK, plus the constraints.
+///
+/// `tokens` ends with an end marker `Bar TimeSig` (the start of the bar after the phrase), so
+/// the model sees where the last bar ends; [`Plan::phrase_tokens`] drops it.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub tokens: Vec<TokenId>,
     pub constraints: Constraints,
 }
 
-/// A bar's free slots and the automaton state they start in.
+impl Plan {
+    /// The phrase's own tokens: `tokens` (or a sampled copy) without the end marker.
+    pub fn phrase_tokens<'t>(&self, tokens: &'t [TokenId]) -> &'t [TokenId] {
+        &tokens[..self.constraints.run.end.min(tokens.len())]
+    }
+}
+
+/// The free slots, in one run from the end of bar one's skeleton to the end marker.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct FreeRun {
     start: usize,
     end: usize,
-    /// True for bar one, whose free slots follow `Position_0 Tempo`.
+    /// True when the run follows `Position_0 Tempo` (the first onset is at position 0).
     after_tempo: bool,
 }
 
@@ -186,29 +207,49 @@ enum Class {
     Position(u32),
     Pitch,
     Duration,
+    Bar,
+    /// The requested meter's `TimeSig` (other meters are `Other`).
+    Meter,
     Other,
 }
 
 /// The per-choice masks of a [`Plan`].
 #[derive(Debug, Clone)]
 pub struct Constraints {
-    runs: Vec<FreeRun>,
-    run_of_slot: Vec<Option<u32>>,
+    run: FreeRun,
     classes: Vec<Class>,
     pitch_allowed: Vec<bool>,
     positions_per_bar: u32,
     max_notes: usize,
+    /// The run holds bars 1..=bars: `bars - 1` bar lines are the model's to place.
+    bars: usize,
 }
 
-/// Automaton states at one slot boundary of a bar. `q[c]`/`r[c]`: after the c-th pitch /
-/// duration at the current onset; bit `p` = the onset's position.
+/// Automaton states inside one bar at one slot boundary: `start` (right after `Bar TimeSig`),
+/// `open` (after `Bar`, before its `TimeSig`), `p` (after a `Position`), `q[c]`/`r[c]` (after the
+/// c-th pitch / duration at the current onset); bit `p` = the onset's position.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct States {
     start: bool,
+    open: bool,
     p: u128,
     q: [u128; MAX_NOTES_PER_ONSET_LIMIT as usize + 1],
     r: [u128; MAX_NOTES_PER_ONSET_LIMIT as usize + 1],
 }
+
+impl States {
+    fn any_r(&self) -> u128 {
+        self.r.iter().fold(0, |acc, m| acc | m)
+    }
+
+    /// A bar may end here: right after its `TimeSig` (an empty bar) or after a note.
+    fn complete(&self) -> bool {
+        self.start || self.any_r() != 0
+    }
+}
+
+/// States at one boundary for every count of bar lines placed so far (index = count).
+type Counted = Vec<States>;
 
 fn bit(p: u32) -> u128 {
     1u128 << p
@@ -233,6 +274,28 @@ fn below_highest(m: u128) -> u128 {
     }
 }
 
+/// What a slot may be: a known token's class, or anything when masked.
+#[derive(Debug, Clone, Copy)]
+struct Slot(Option<Class>);
+
+impl Slot {
+    fn allows(self, class: Class) -> bool {
+        self.0.is_none_or(|c| c == class)
+    }
+
+    fn position(self) -> Option<u128> {
+        match self.0 {
+            None => Some(u128::MAX),
+            Some(Class::Position(v)) if v < 128 => Some(bit(v)),
+            _ => None,
+        }
+    }
+}
+
+/// Backward states are checkpointed every this many boundaries and recomputed per segment
+/// during a sweep, so memory stays O(bars × (len / SEGMENT + SEGMENT)) instead of O(bars × len).
+const SEGMENT: usize = 32;
+
 impl Constraints {
     fn position_mask(&self) -> u128 {
         if self.positions_per_bar >= 128 {
@@ -242,174 +305,275 @@ impl Constraints {
         }
     }
 
-    fn initial(&self, run: &FreeRun) -> States {
-        let mut s = States::default();
-        if run.after_tempo {
-            s.r[0] = bit(0);
+    fn initial(&self) -> Counted {
+        let mut s = vec![States::default(); self.bars];
+        if self.run.after_tempo {
+            s[0].r[0] = bit(0);
         } else {
-            s.start = true;
+            s[0].start = true;
         }
         s
     }
 
-    fn accepting(&self) -> States {
-        let mut s = States::default();
-        let all = self.position_mask();
+    fn accepting(&self) -> Counted {
+        let mut s = vec![States::default(); self.bars];
+        let last = &mut s[self.bars - 1];
+        last.start = true;
         for c in 0..=self.max_notes {
-            s.r[c] = all;
+            last.r[c] = self.position_mask();
         }
         s
     }
 
-    /// Classes a slot may take: a known token's class, or every class when masked.
-    fn slot_class(&self, token: TokenId, mask: TokenId) -> Option<Class> {
-        (token != mask).then(|| {
+    fn slot(&self, token: TokenId, mask: TokenId) -> Slot {
+        Slot((token != mask).then(|| {
             self.classes
                 .get(token as usize)
                 .copied()
                 .unwrap_or(Class::Other)
+        }))
+    }
+
+    fn forward(&self, s: &[States], slot: Slot, out: &mut [States]) {
+        out.fill(States::default());
+        for k in 0..self.bars {
+            let st = &s[k];
+            let position_ok = if st.start {
+                self.position_mask()
+            } else {
+                above_lowest(st.any_r()) & self.position_mask()
+            };
+            let n = &mut out[k];
+            if let Some(allowed) = slot.position() {
+                n.p |= position_ok & allowed;
+            }
+            if slot.allows(Class::Pitch) {
+                n.q[1] |= st.p;
+                for c in 0..self.max_notes {
+                    n.q[c + 1] |= st.r[c];
+                }
+            }
+            if slot.allows(Class::Duration) {
+                for c in 1..=self.max_notes {
+                    n.r[c] |= st.q[c];
+                }
+            }
+            if slot.allows(Class::Meter) && st.open {
+                n.start = true;
+            }
+            if slot.allows(Class::Bar) && k + 1 < self.bars && st.complete() {
+                out[k + 1].open = true;
+            }
+        }
+    }
+
+    fn backward(&self, after: &[States], slot: Slot, out: &mut [States]) {
+        out.fill(States::default());
+        let all = self.position_mask();
+        for k in 0..self.bars {
+            let a = &after[k];
+            let positions = slot.position().map_or(0, |m| a.p & m);
+            let bar_next = slot.allows(Class::Bar) && k + 1 < self.bars && after[k + 1].open;
+            let b = &mut out[k];
+            b.start = positions != 0 || bar_next;
+            b.open = slot.allows(Class::Meter) && a.start;
+            let r_by_position = below_highest(positions);
+            let pitch = slot.allows(Class::Pitch);
+            if pitch {
+                b.p = a.q[1];
+            }
+            for c in 0..=self.max_notes {
+                if slot.allows(Class::Duration) && c >= 1 {
+                    b.q[c] = a.r[c];
+                }
+                let mut r = r_by_position;
+                if pitch && c < self.max_notes {
+                    r |= a.q[c + 1];
+                }
+                if bar_next {
+                    r |= all;
+                }
+                b.r[c] = r;
+            }
+        }
+    }
+
+    /// Whether the run, all masked, with `free` slots can spell the phrase.
+    fn fillable(&self, free: usize) -> bool {
+        let mut states = self.initial();
+        let mut next = states.clone();
+        for _ in 0..free {
+            self.forward(&states, Slot(None), &mut next);
+            std::mem::swap(&mut states, &mut next);
+        }
+        let accept = self.accepting();
+        states.iter().zip(&accept).any(|(s, a)| {
+            (s.start && a.start) || s.r.iter().zip(&a.r).any(|(x, y)| x & y != 0)
         })
     }
 
-    fn forward(&self, s: &States, class: Option<Class>) -> States {
-        let mut n = States::default();
-        let any_r = s.r.iter().fold(0, |acc, m| acc | m);
-        let position_ok = if s.start {
-            self.position_mask()
-        } else {
-            above_lowest(any_r) & self.position_mask()
-        };
-        let (pos, pitch, duration) = match class {
-            None => (position_ok, true, true),
-            Some(Class::Position(v)) => {
-                (position_ok & if v < 128 { bit(v) } else { 0 }, false, false)
-            }
-            Some(Class::Pitch) => (0, true, false),
-            Some(Class::Duration) => (0, false, true),
-            Some(Class::Other) => (0, false, false),
-        };
-        n.p = pos;
-        if pitch {
-            n.q[1] |= s.p;
-            for c in 0..self.max_notes {
-                n.q[c + 1] |= s.r[c];
-            }
+    /// The tokens allowed between forward states `before` and backward states `after`.
+    fn allowed_between(&self, before: &[States], after: &[States], allowed: &mut [bool]) {
+        let mut positions = 0u128;
+        let (mut pitch_ok, mut duration_ok, mut bar_ok, mut meter_ok) = (false, false, false, false);
+        for k in 0..self.bars {
+            let (f, b) = (&before[k], &after[k]);
+            let position_ok = if f.start {
+                self.position_mask()
+            } else {
+                above_lowest(f.any_r())
+            };
+            positions |= position_ok & b.p;
+            pitch_ok |= (f.p & b.q[1]) != 0
+                || (0..self.max_notes).any(|c| f.r[c] & b.q[c + 1] != 0);
+            duration_ok |= (1..=self.max_notes).any(|c| f.q[c] & b.r[c] != 0);
+            bar_ok |= k + 1 < self.bars && f.complete() && after[k + 1].open;
+            meter_ok |= f.open && b.start;
         }
-        if duration {
-            for c in 1..=self.max_notes {
-                n.r[c] |= s.q[c];
-            }
-        }
-        n
-    }
-
-    fn backward(&self, after: &States, class: Option<Class>) -> States {
-        let mut b = States::default();
-        let (positions, pitch, duration) = match class {
-            None => (after.p, true, true),
-            Some(Class::Position(v)) => (after.p & if v < 128 { bit(v) } else { 0 }, false, false),
-            Some(Class::Pitch) => (0, true, false),
-            Some(Class::Duration) => (0, false, true),
-            Some(Class::Other) => (0, false, false),
-        };
-        b.start = positions != 0;
-        let r_by_position = below_highest(positions);
-        if pitch {
-            b.p = after.q[1];
-        }
-        for c in 0..=self.max_notes {
-            if duration && c >= 1 {
-                b.q[c] = after.r[c];
-            }
-            let mut r = r_by_position;
-            if pitch && c < self.max_notes {
-                r |= after.q[c + 1];
-            }
-            b.r[c] = r;
-        }
-        b
-    }
-
-    /// Whether `free` masked slots starting a bar (after `Position_0 Tempo` or not) can be
-    /// filled exactly: chords, the notes-per-onset limit and the bar's positions all count.
-    fn fillable(&self, free: usize, after_tempo: bool) -> bool {
-        let run = FreeRun {
-            start: 0,
-            end: free,
-            after_tempo,
-        };
-        let mut states = self.initial(&run);
-        for _ in 0..free {
-            states = self.forward(&states, None);
-        }
-        free == 0 && !after_tempo || states.r.iter().any(|&r| r != 0)
-    }
-
-    /// Fills `allowed` for slot `i` of `tokens`. Returns false when the slot is not governed by
-    /// the plan (a fixed skeleton slot or outside it), leaving `allowed` untouched.
-    pub fn allowed_at(
-        &self,
-        vocab: &Vocabulary,
-        tokens: &[TokenId],
-        i: usize,
-        allowed: &mut [bool],
-    ) -> bool {
-        let Some(Some(run_index)) = self.run_of_slot.get(i) else {
-            return false;
-        };
-        let run = self.runs[*run_index as usize];
-        let mask = vocab.mask_id();
-        let mut before = self.initial(&run);
-        for &token in &tokens[run.start..i] {
-            before = self.forward(&before, self.slot_class(token, mask));
-        }
-        let mut after = self.accepting();
-        for &token in tokens[i + 1..run.end].iter().rev() {
-            after = self.backward(&after, self.slot_class(token, mask));
-        }
-
-        let any_r = before.r.iter().fold(0, |acc, m| acc | m);
-        let position_ok = (if before.start {
-            self.position_mask()
-        } else {
-            above_lowest(any_r)
-        }) & after.p;
-        let pitch_ok = (before.p & after.q[1]) != 0
-            || (0..self.max_notes).any(|c| before.r[c] & after.q[c + 1] != 0);
-        let duration_ok = (1..=self.max_notes).any(|c| before.q[c] & after.r[c] != 0);
         for (id, slot) in allowed.iter_mut().enumerate() {
             *slot = match self.classes.get(id) {
-                Some(Class::Position(v)) => *v < 128 && position_ok & bit(*v) != 0,
+                Some(Class::Position(v)) => *v < 128 && positions & bit(*v) != 0,
                 Some(Class::Pitch) => pitch_ok && self.pitch_allowed[id],
                 Some(Class::Duration) => duration_ok,
+                Some(Class::Bar) => bar_ok,
+                Some(Class::Meter) => meter_ok,
                 _ => false,
             };
         }
-        true
+    }
+
+    /// Starts a left-to-right pass over `tokens` (see [`Sweep`]).
+    pub fn sweep<'c>(&'c self, vocab: &Vocabulary, tokens: &[TokenId]) -> Sweep<'c> {
+        let mask = vocab.mask_id();
+        let run = self.run;
+        let n = run.end - run.start;
+        // Checkpoints at boundaries run.start + j * SEGMENT (j = 0..) and at run.end.
+        let n_checks = n / SEGMENT + 2;
+        let mut checkpoints = vec![Vec::new(); n_checks];
+        let mut states = self.accepting();
+        let mut next = states.clone();
+        checkpoints[n_checks - 1] = states.clone();
+        for b in (0..n).rev() {
+            self.backward(&states, self.slot(tokens[run.start + b], mask), &mut next);
+            std::mem::swap(&mut states, &mut next);
+            if b % SEGMENT == 0 {
+                checkpoints[b / SEGMENT] = states.clone();
+            }
+        }
+        Sweep {
+            constraints: self,
+            mask,
+            forward: self.initial(),
+            scratch: vec![States::default(); self.bars],
+            checkpoints,
+            segment: Vec::new(),
+            segment_index: usize::MAX,
+            next_slot: run.start,
+            snapshot: tokens[run.start..run.end].to_vec(),
+        }
     }
 }
 
-/// The fillable bar length nearest `target` in steps of `step`: the smallest growth if the bar
-/// has room, else the smallest cut.
-fn nearest_fillable(
-    constraints: &Constraints,
-    target: usize,
-    after_tempo: bool,
-    step: usize,
-) -> Option<usize> {
-    // No bar holds more than a position, pitches and durations on every position (+ slack).
-    let capacity = constraints.positions_per_bar as usize * (1 + 2 * constraints.max_notes) + 2;
-    let longer = (0..)
-        .map(|k| target + k * step)
-        .take_while(|&f| f <= capacity.max(target));
-    let shorter = (1..).map_while(|k| target.checked_sub(k * step));
-    longer
-        .chain(shorter)
-        .find(|&f| constraints.fillable(f, after_tempo))
+/// One left-to-right pass of choices over the run. Slots are visited in ascending order; the
+/// backward states were computed from the tokens when the pass began, which is exact because a
+/// pass only changes slots it has already visited. [`Sweep::allowed`] fills the mask for a
+/// slot, [`Sweep::advance`] moves past it with the token it now holds (or MASK). Both must be
+/// called for every slot in order; slots outside the run are not governed.
+pub struct Sweep<'c> {
+    constraints: &'c Constraints,
+    mask: TokenId,
+    forward: Counted,
+    scratch: Counted,
+    checkpoints: Vec<Counted>,
+    /// Backward states for the boundaries of the current segment (index = offset + 1).
+    segment: Vec<Counted>,
+    segment_index: usize,
+    next_slot: usize,
+    snapshot: Vec<TokenId>,
+}
+
+impl Sweep<'_> {
+    /// Whether slot `i` is one the constraints govern.
+    pub fn governs(&self, i: usize) -> bool {
+        (self.constraints.run.start..self.constraints.run.end).contains(&i)
+    }
+
+    /// Advances the forward states from the current slot up to (not including) slot `i`,
+    /// reading the known tokens in between from `tokens`.
+    fn catch_up(&mut self, tokens: &[TokenId], i: usize) {
+        while self.next_slot < i {
+            let token = tokens[self.next_slot];
+            self.step(token);
+        }
+    }
+
+    fn step(&mut self, token: TokenId) {
+        let c = self.constraints;
+        c.forward(&self.forward, c.slot(token, self.mask), &mut self.scratch);
+        std::mem::swap(&mut self.forward, &mut self.scratch);
+        self.next_slot += 1;
+    }
+
+    /// Makes the segment holding the backward states after slot `i` current; returns their
+    /// index in `self.segment`.
+    fn backward_after(&mut self, i: usize) -> usize {
+        let c = self.constraints;
+        let offset = i - c.run.start; // boundary offset + 1 is what slot i needs
+        let seg = offset / SEGMENT;
+        if seg != self.segment_index {
+            let n = c.run.end - c.run.start;
+            let top = ((seg + 1) * SEGMENT).min(n);
+            let top_check = if top == n {
+                self.checkpoints.len() - 1
+            } else {
+                seg + 1
+            };
+            if self.segment.is_empty() {
+                self.segment = vec![vec![States::default(); c.bars]; SEGMENT];
+            }
+            // Boundaries seg*S+1 ..= top, from the checkpoint at top downwards.
+            let base = seg * SEGMENT;
+            self.segment[top - base - 1].copy_from_slice(&self.checkpoints[top_check]);
+            for b in (base + 2..=top).rev() {
+                let (lower, upper) = self.segment.split_at_mut(b - base - 1);
+                let slot = c.slot(self.snapshot[b - 1], self.mask);
+                c.backward(&upper[0], slot, &mut lower[b - base - 2]);
+            }
+            self.segment_index = seg;
+        }
+        offset - seg * SEGMENT
+    }
+
+    /// Fills `allowed` for slot `i` (ascending across calls; every slot of the run before `i`
+    /// already holds what the pass put there). Returns false for slots outside the run.
+    pub fn allowed(&mut self, tokens: &[TokenId], i: usize, allowed: &mut [bool]) -> bool {
+        if !self.governs(i) || i < self.next_slot {
+            return false;
+        }
+        self.catch_up(tokens, i);
+        let index = self.backward_after(i);
+        self.constraints
+            .allowed_between(&self.forward, &self.segment[index], allowed);
+        true
+    }
+
+    /// Moves past slot `i`, which now holds `token` (MASK if it stays free).
+    pub fn advance(&mut self, tokens: &[TokenId], i: usize, token: TokenId) {
+        if !self.governs(i) || i < self.next_slot {
+            return;
+        }
+        self.catch_up(tokens, i);
+        self.step(token);
+    }
 }
 
 /// Lays out the skeleton for `request`; `length_multiple` is the model's downsampling factor
 /// and `max_len` its longest input.
+///
+/// Layout: `Bar TimeSig [Position_0 Tempo]`, then one run of free slots holding all bars (the
+/// model places the `Bar TimeSig` lines between them, exactly `bars - 1`, so each bar holds as
+/// many notes as the music wants), then the end marker `Bar TimeSig`. The density sets the
+/// run's length (a mean over the phrase, not a per-bar quota), at `tokens_per_note` a note.
 pub fn plan(
     vocab: &Vocabulary,
     request: &PhraseRequest,
@@ -443,7 +607,7 @@ pub fn plan(
     );
     let mut classes = Vec::with_capacity(vocab.len());
     let mut pitch_allowed = Vec::with_capacity(vocab.len());
-    for token in vocab.tokens() {
+    for (id, token) in vocab.tokens().iter().enumerate() {
         let (class, allowed) = match *token {
             Token::Position(v) => (Class::Position(v), false),
             Token::Pitch(p) => (
@@ -451,6 +615,8 @@ pub fn plan(
                 (low..=high).contains(&p) && request.key.is_none_or(|k| k.contains(p)),
             ),
             Token::Duration { .. } => (Class::Duration, false),
+            Token::Bar => (Class::Bar, false),
+            Token::TimeSig(_) if id as TokenId == ts_id => (Class::Meter, false),
             _ => (Class::Other, false),
         };
         classes.push(class);
@@ -459,15 +625,22 @@ pub fn plan(
     if !pitch_allowed.iter().any(|a| *a) {
         return Err(PlanError::NoPitches { low, high });
     }
+    let bars = request.bars as usize;
+    let tempo_first = tempo_id.is_some() && position0.is_some();
+    let head = if tempo_first { 4 } else { 2 };
     let mut constraints = Constraints {
-        runs: Vec::new(),
-        run_of_slot: Vec::new(),
+        run: FreeRun {
+            start: head,
+            end: head,
+            after_tempo: tempo_first,
+        },
         classes,
         pitch_allowed,
         positions_per_bar: (ts.numerator as u32 * POSITIONS_PER_BEAT).min(128),
         max_notes: request
             .max_notes_per_onset
             .clamp(1, MAX_NOTES_PER_ONSET_LIMIT) as usize,
+        bars,
     };
 
     let density = if request.notes_per_quarter.is_finite() {
@@ -475,72 +648,52 @@ pub fn plan(
     } else {
         1.5
     };
-    let per_bar = ((3.0 * density * ts.bar_quarters()).round() as usize).max(3);
-    // Free slots per bar: the density's budget, raised to the next length a bar can fill, or
-    // lowered to the most it can hold (a dense request on few pitches and positions). Every bar
-    // but a first one carrying the tempo is alike, so each kind is searched once.
-    let tempo_first = tempo_id.is_some() && position0.is_some();
-    let budget = |after_tempo| {
-        nearest_fillable(&constraints, per_bar, after_tempo, 1).ok_or(PlanError::NoLayout {
-            bars: request.bars,
-            multiple: 1,
-        })
+    let per_note = if request.tokens_per_note.is_finite() {
+        request.tokens_per_note.clamp(2.0, 3.0 + 1.0)
+    } else {
+        3.0
     };
-    let mut bars = vec![(false, budget(false)?); request.bars as usize];
-    if tempo_first {
-        bars[0] = (true, budget(true)?);
-    }
-    let skeleton = 2 * bars.len() + if tempo_first { 2 } else { 0 };
-    // The model's downsampling needs a multiple of `length_multiple`. One bar absorbs the
-    // difference: the last one if it can, else the first (the bars between are like the last):
-    // longer if it has room, else shorter (a bar near its capacity, e.g. one note per onset on
-    // every position, cannot grow).
+    // The notes' tokens plus the model's bar lines.
+    let notes = density * ts.bar_quarters() * bars as f64;
+    let target = (per_note * notes).round() as usize + 2 * (bars - 1);
+    // The whole sequence (head + run + end marker) must be a multiple of the model's stride;
+    // take the nearest such run length the grammar can fill, growth first.
     let multiple = length_multiple.max(1);
-    let total = skeleton + bars.iter().map(|&(_, free)| free).sum::<usize>();
-    let short = (multiple - total % multiple) % multiple;
-    if short != 0 {
-        let last = bars.len() - 1;
-        let candidates = if last == 0 { &[0][..] } else { &[last, 0][..] };
-        let adjusted = candidates.iter().find_map(|&i| {
-            let (after_tempo, free) = bars[i];
-            nearest_fillable(&constraints, free + short, after_tempo, multiple).map(|f| (i, f))
-        });
-        let Some((i, free)) = adjusted else {
-            return Err(PlanError::NoLayout {
-                bars: request.bars,
-                multiple,
-            });
-        };
-        bars[i].1 = free;
-    }
-    let mut tokens = Vec::new();
-    for &(after_tempo, free) in &bars {
-        tokens.push(vocab.bar_id());
-        tokens.push(ts_id);
-        if after_tempo {
-            tokens.push(position0.expect("checked"));
-            tokens.push(tempo_id.expect("checked"));
-        }
-        constraints.runs.push(FreeRun {
-            start: tokens.len(),
-            end: tokens.len() + free,
-            after_tempo,
-        });
-        tokens.extend(std::iter::repeat_n(mask, free));
-    }
-    if tokens.len() > max_len {
+    let fits = |free: usize| (head + free + 2) % multiple == 0;
+    let search = 64 * multiple;
+    if head + target.saturating_sub(search) + 2 > max_len {
+        // Far beyond the model: refuse before searching layouts of that length.
         return Err(PlanError::TooLong {
             bars: request.bars,
-            needed: tokens.len(),
+            needed: head + target + 2,
             max: max_len,
         });
     }
-    constraints.run_of_slot = vec![None; tokens.len()];
-    for (index, run) in constraints.runs.iter().enumerate() {
-        for slot in &mut constraints.run_of_slot[run.start..run.end] {
-            *slot = Some(index as u32);
-        }
+    let free = (0..=search)
+        .flat_map(|d| [target.checked_add(d), target.checked_sub(d)])
+        .flatten()
+        .filter(|&f| fits(f))
+        .find(|&f| constraints.fillable(f))
+        .ok_or(PlanError::NoLayout {
+            bars: request.bars,
+            multiple,
+        })?;
+    let total = head + free + 2;
+    if total > max_len {
+        return Err(PlanError::TooLong {
+            bars: request.bars,
+            needed: total,
+            max: max_len,
+        });
     }
+    let mut tokens = Vec::with_capacity(total);
+    tokens.extend([vocab.bar_id(), ts_id]);
+    if tempo_first {
+        tokens.extend([position0.expect("checked"), tempo_id.expect("checked")]);
+    }
+    tokens.extend(std::iter::repeat_n(mask, free));
+    tokens.extend([vocab.bar_id(), ts_id]);
+    constraints.run.end = head + free;
     Ok(Plan {
         tokens,
         constraints,
@@ -611,21 +764,31 @@ mod tests {
         let vocab = Vocabulary::remi_v1();
         for bars in 1..=16 {
             for ts in [(4, 4), (3, 4), (6, 8), (2, 2)] {
-                let request = PhraseRequest {
-                    bars,
-                    time_signature: TimeSignature::new(ts.0, ts.1).unwrap(),
-                    ..Default::default()
-                };
-                let plan = plan(vocab, &request, 4, 4096).unwrap();
-                assert_eq!(plan.tokens.len() % 4, 0);
-                assert_eq!(
-                    plan.tokens.iter().filter(|&&t| t == vocab.bar_id()).count(),
-                    bars as usize
-                );
-                for run in &plan.constraints.runs {
-                    assert!(plan
-                        .constraints
-                        .fillable(run.end - run.start, run.after_tempo));
+                for density in [0.3, 1.5, 4.0] {
+                    let request = PhraseRequest {
+                        bars,
+                        time_signature: TimeSignature::new(ts.0, ts.1).unwrap(),
+                        notes_per_quarter: density,
+                        ..Default::default()
+                    };
+                    let plan = plan(vocab, &request, 4, 4096).unwrap();
+                    assert_eq!(plan.tokens.len() % 4, 0);
+                    // The phrase's own bar line plus the end marker's.
+                    assert_eq!(
+                        plan.tokens.iter().filter(|&&t| t == vocab.bar_id()).count(),
+                        2
+                    );
+                    let run = plan.constraints.run;
+                    assert!(plan.constraints.fillable(run.end - run.start));
+                    assert_eq!(plan.phrase_tokens(&plan.tokens).len(), run.end);
+                    // The run's length follows the density (about 3 tokens a note).
+                    let notes = density * request.time_signature.bar_quarters() * bars as f64;
+                    let expected = request.tokens_per_note * notes + 2.0 * (bars as f64 - 1.0);
+                    assert!(
+                        ((run.end - run.start) as f64 - expected).abs() <= 8.0,
+                        "{bars} bars {ts:?} density {density}: run {}",
+                        run.end - run.start
+                    );
                 }
             }
         }
@@ -638,10 +801,9 @@ mod tests {
             plan(vocab, &too_long, 4, 512),
             Err(PlanError::TooLong { .. })
         ));
-        // Regression (found by the sampler property test): one pitch, one note per onset, 2/2
-        // at a density that fills the second bar to 45 of its 48 slots; the phrase must still
-        // reach a multiple of 4 (the last bar could not grow, so it shrinks).
-        let full = PhraseRequest {
+        // One pitch, one note per onset: every bar's content is a multiple of 3 tokens, and the
+        // sequence must still reach a multiple of 4.
+        let sparse_grammar = PhraseRequest {
             bars: 2,
             time_signature: TimeSignature::new(2, 2).unwrap(),
             notes_per_quarter: 3.556911549127619,
@@ -651,13 +813,11 @@ mod tests {
             max_notes_per_onset: 1,
             ..Default::default()
         };
-        let plan_full = plan(vocab, &full, 4, 4096).unwrap();
-        assert_eq!(plan_full.tokens.len() % 4, 0);
-        for run in &plan_full.constraints.runs {
-            assert!(plan_full
-                .constraints
-                .fillable(run.end - run.start, run.after_tempo));
-        }
+        let p = plan(vocab, &sparse_grammar, 4, 4096).unwrap();
+        assert_eq!(p.tokens.len() % 4, 0);
+        assert!(p
+            .constraints
+            .fillable(p.constraints.run.end - p.constraints.run.start));
         let odd = PhraseRequest {
             time_signature: TimeSignature::new(7, 16).unwrap(),
             ..Default::default()
@@ -676,5 +836,35 @@ mod tests {
             plan(vocab, &empty, 4, 512),
             Err(PlanError::NoPitches { .. })
         ));
+    }
+
+    /// Lengths the grammar cannot spell are refused by `fillable`: with one bar, one note per
+    /// onset, a bar's content is 0 or a multiple of 3 tokens.
+    #[test]
+    fn fillable_follows_the_grammar() {
+        let vocab = Vocabulary::remi_v1();
+        let request = PhraseRequest {
+            bars: 1,
+            tempo: None,
+            max_notes_per_onset: 1,
+            ..Default::default()
+        };
+        let c = plan(vocab, &request, 1, 4096).unwrap().constraints;
+        let ok: Vec<usize> = (0..10).filter(|&n| c.fillable(n)).collect();
+        assert_eq!(ok, vec![0, 3, 6, 9]);
+        // Two bars: a bar line (2 tokens) must fit between them.
+        let two = plan(
+            vocab,
+            &PhraseRequest {
+                bars: 2,
+                ..request
+            },
+            1,
+            4096,
+        )
+        .unwrap()
+        .constraints;
+        let ok: Vec<usize> = (0..9).filter(|&n| two.fillable(n)).collect();
+        assert_eq!(ok, vec![2, 5, 8]);
     }
 }

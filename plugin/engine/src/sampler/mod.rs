@@ -1,11 +1,16 @@
 //! Absorbing-state diffusion sampling, the Rust twin of `model-export/smdim/diffusion.py`.
 //!
-//! Schedule (docs/model/SAMPLER.md): start from MASK (known tokens fixed); for t = steps..1,
-//! every still-masked position, in ascending order, draws one uniform and is unmasked when it is
-//! below 1/t; if any position is unmasked, the denoiser runs once and each unmasked position, in
-//! ascending order, draws one uniform and picks its token with [`choose`]. Random numbers come
-//! from [`SplitMix64`], seeded with the user's seed, so the same settings, seed and logits give
-//! the same tokens in Python and Rust. MASK, BOS, EOS and PAD are never emitted.
+//! Two unmasking orders (docs/model/SAMPLER.md), both starting from MASK with known tokens fixed:
+//! - [`Order::Random`]: for t = steps..1, every still-masked position, in ascending order, draws
+//!   one uniform and is unmasked when it is below 1/t; if any is, the denoiser runs once and each
+//!   unmasked position, in ascending order, draws one uniform and picks its token with [`choose`].
+//! - [`Order::Confidence`] (MaskGIT-style): every step the denoiser runs once, every masked
+//!   position draws a candidate (and a noise uniform), and the [`committed_after`] most
+//!   confident candidates are kept; the rest stay masked, so early guesses are revisited.
+//!
+//! Random numbers come from [`SplitMix64`], seeded with the user's seed, so the same settings,
+//! seed and logits give the same tokens in Python and Rust. MASK, BOS, EOS and PAD are never
+//! emitted.
 //!
 //! On top of the reference, [`constraints`] masks logits at every choice so the result is
 //! grammatical by construction (exact bar count, positions that never go backwards, pitch range,
@@ -16,7 +21,7 @@ pub mod constraints;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::vocab::{TokenId, Vocabulary};
-use constraints::Constraints;
+use constraints::{Constraints, Sweep};
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -180,12 +185,42 @@ impl<E, F: FnMut(&[TokenId], &mut Vec<f32>) -> Result<(), E>> Denoise for F {
     }
 }
 
+/// Which masked positions a step unmasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Each position independently with probability 1/t (the SCHmUBERT reference).
+    #[default]
+    Random,
+    /// The positions whose sampled token the model is surest of.
+    Confidence,
+}
+
+impl Order {
+    pub const ALL: [Order; 2] = [Order::Random, Order::Confidence];
+
+    /// Stable id (CLI, saved state, Python's `order=`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Order::Random => "random",
+            Order::Confidence => "confidence",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Order> {
+        Order::ALL.into_iter().find(|o| o.id() == text.trim())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplerSettings {
     pub steps: u32,
     pub temperature: f64,
     pub top_p: f64,
     pub seed: u64,
+    pub order: Order,
+    /// Scale of the annealed Gumbel noise on confidences ([`Order::Confidence`] only).
+    pub noise: f64,
 }
 
 impl Default for SamplerSettings {
@@ -195,8 +230,45 @@ impl Default for SamplerSettings {
             temperature: 1.0,
             top_p: 1.0,
             seed: 0,
+            order: Order::Random,
+            noise: 0.0,
         }
     }
+}
+
+/// Positions unmasked after step `step_index` (0-based) of `steps` in confidence order:
+/// ceil(n0 (s+1)^2 / S^2) in integers, so few commitments early and most late.
+pub fn committed_after(n0: usize, step_index: u32, steps: u32) -> usize {
+    let sq = steps as u128 * steps as u128;
+    let s1 = step_index as u128 + 1;
+    ((n0 as u128 * s1 * s1).div_ceil(sq)) as usize
+}
+
+/// Probability of `idx` under softmax(logits / temperature) (temperature ≤ 0 counts as 1),
+/// computed as [`choose`] computes its probabilities (Python: `softmax_prob`).
+pub fn softmax_prob(logits: &[f64], idx: usize, temperature: f64, scratch: &mut Vec<f64>) -> f64 {
+    let tau = if temperature > 0.0 { temperature } else { 1.0 };
+    scratch.clear();
+    scratch.extend(logits.iter().map(|&z| z / tau));
+    let max = scratch.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return 0.0;
+    }
+    for p in scratch.iter_mut() {
+        *p = (*p - max).exp();
+    }
+    scratch[idx] / numpy_sum(scratch)
+}
+
+/// log p plus Gumbel noise annealed to zero over the run (Python: `confidence_score`).
+pub fn confidence_score(p: f64, u_noise: f64, noise: f64, t: u32, steps: u32) -> f64 {
+    let u = if u_noise > 0.0 {
+        u_noise
+    } else {
+        (2.0f64).powi(-53)
+    };
+    let gumbel = -(-u.ln()).ln();
+    p.ln() + noise * (t as f64 / steps as f64) * gumbel
 }
 
 /// Why sampling stopped early.
@@ -234,6 +306,60 @@ pub struct SampleStats {
     pub relaxed_choices: u32,
 }
 
+/// Per-run buffers and the logit masking shared by both orders.
+struct Picker {
+    static_ban: Vec<bool>,
+    row: Vec<f64>,
+    allowed: Vec<bool>,
+    scratch: ChooseScratch,
+    probs: Vec<f64>,
+}
+
+impl Picker {
+    /// Masks the logits of slot `i` (static bans, then the constraints) into `self.row` and
+    /// draws a token with `u`. Counts choices where the constraints allowed nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn pick(
+        &mut self,
+        source: &[f32],
+        sweep: Option<&mut Sweep<'_>>,
+        x: &[TokenId],
+        i: usize,
+        u: f64,
+        settings: &SamplerSettings,
+        stats: &mut SampleStats,
+    ) -> usize {
+        let mut constrained = false;
+        if let Some(sweep) = sweep {
+            constrained = sweep.allowed(x, i, &mut self.allowed);
+        }
+        let any_allowed = !constrained
+            || self
+                .allowed
+                .iter()
+                .zip(&self.static_ban)
+                .any(|(a, b)| *a && !b);
+        if constrained && !any_allowed {
+            stats.relaxed_choices += 1;
+        }
+        for (v, (dst, &src)) in self.row.iter_mut().zip(source).enumerate() {
+            let banned = self.static_ban[v] || (constrained && any_allowed && !self.allowed[v]);
+            *dst = if banned {
+                f64::NEG_INFINITY
+            } else {
+                src as f64
+            };
+        }
+        choose(
+            &self.row,
+            u,
+            settings.temperature,
+            settings.top_p,
+            &mut self.scratch,
+        )
+    }
+}
+
 /// Runs the reverse process. `initial` holds fixed tokens and MASK where free. `progress`
 /// gets (step done, steps) after every step; `cancel` is checked before every step.
 pub fn sample<D: Denoise>(
@@ -249,34 +375,52 @@ pub fn sample<D: Denoise>(
     let vocab_len = vocab.len();
     let mut x = initial.to_vec();
     let mut static_ban = vec![false; vocab_len];
-    // As the reference (docs/model/SAMPLER.md): never MASK, BOS, EOS or PAD. Training windows
-    // end in PAD after short pieces, so an unconstrained model would scatter it.
+    // As the reference (docs/model/SAMPLER.md): never MASK, BOS, EOS or PAD.
     for text in ["MASK_None", "BOS_None", "EOS_None", "PAD_None"] {
         if let Some(id) = vocab.id_of(text) {
             static_ban[id as usize] = true;
         }
     }
+    let mut picker = Picker {
+        static_ban,
+        row: vec![0f64; vocab_len],
+        allowed: vec![true; vocab_len],
+        scratch: ChooseScratch::default(),
+        probs: Vec::with_capacity(vocab_len),
+    };
     let mut rng = SplitMix64::new(settings.seed);
     let mut logits = Vec::with_capacity(x.len() * vocab_len);
-    let mut row = vec![0f64; vocab_len];
-    let mut allowed = vec![true; vocab_len];
     let mut newly = Vec::with_capacity(x.len());
-    let mut scratch = ChooseScratch::default();
+    let mut candidates: Vec<(f64, usize, TokenId)> = Vec::with_capacity(x.len());
     let mut stats = SampleStats::default();
     let steps = settings.steps.max(1);
+    let n0 = x.iter().filter(|&&t| t == mask).count();
 
-    for t in (1..=steps).rev() {
+    for s in 0..steps {
+        let t = steps - s;
         if cancel.load(Ordering::Relaxed) {
             return Err(SampleError::Cancelled);
         }
+        let masked = x.iter().filter(|&&t| t == mask).count();
         newly.clear();
-        let threshold = 1.0 / t as f64;
-        for (i, &token) in x.iter().enumerate() {
-            if token == mask && rng.uniform() < threshold {
-                newly.push(i);
+        let keep = match settings.order {
+            Order::Random => {
+                let threshold = 1.0 / t as f64;
+                for (i, &token) in x.iter().enumerate() {
+                    if token == mask && rng.uniform() < threshold {
+                        newly.push(i);
+                    }
+                }
+                newly.len()
             }
-        }
-        if !newly.is_empty() {
+            Order::Confidence => {
+                let done = n0 - masked;
+                committed_after(n0, s, steps)
+                    .saturating_sub(done)
+                    .min(masked)
+            }
+        };
+        if keep > 0 {
             logits.clear();
             denoiser
                 .logits(&x, &mut logits)
@@ -288,31 +432,59 @@ pub fn sample<D: Denoise>(
                     got: logits.len(),
                 });
             }
-            for &i in &newly {
-                let u = rng.uniform();
-                let source = &logits[i * vocab_len..(i + 1) * vocab_len];
-                let mut constrained = false;
-                if let Some(c) = constraints {
-                    constrained = c.allowed_at(vocab, &x, i, &mut allowed);
+            let mut sweep = constraints.map(|c| c.sweep(vocab, &x));
+            match settings.order {
+                Order::Random => {
+                    for &i in &newly {
+                        let u = rng.uniform();
+                        let source = &logits[i * vocab_len..(i + 1) * vocab_len];
+                        let token =
+                            picker.pick(source, sweep.as_mut(), &x, i, u, settings, &mut stats);
+                        x[i] = token as TokenId;
+                        if let Some(sweep) = sweep.as_mut() {
+                            sweep.advance(&x, i, x[i]);
+                        }
+                    }
                 }
-                let any_allowed =
-                    !constrained || allowed.iter().zip(&static_ban).any(|(a, b)| *a && !b);
-                if constrained && !any_allowed {
-                    stats.relaxed_choices += 1;
+                Order::Confidence => {
+                    candidates.clear();
+                    for i in 0..x.len() {
+                        if x[i] != mask {
+                            continue;
+                        }
+                        let (u_token, u_noise) = (rng.uniform(), rng.uniform());
+                        let source = &logits[i * vocab_len..(i + 1) * vocab_len];
+                        let token = picker.pick(
+                            source,
+                            sweep.as_mut(),
+                            &x,
+                            i,
+                            u_token,
+                            settings,
+                            &mut stats,
+                        );
+                        let p =
+                            softmax_prob(&picker.row, token, settings.temperature, &mut picker.probs);
+                        let score = confidence_score(p, u_noise, settings.noise, t, steps);
+                        candidates.push((score, i, token as TokenId));
+                        // Later candidates are drawn as if this one were kept: every subset
+                        // of a consistent assignment is consistent, so any selection is.
+                        if let Some(sweep) = sweep.as_mut() {
+                            sweep.advance(&x, i, token as TokenId);
+                        }
+                    }
+                    candidates.sort_by(|a, b| {
+                        b.0.partial_cmp(&a.0)
+                            .unwrap_or(std::cmp::Ordering::Equal)
+                            .then(a.1.cmp(&b.1))
+                    });
+                    for &(_, i, token) in &candidates[..keep] {
+                        x[i] = token;
+                    }
                 }
-                for (v, (dst, &src)) in row.iter_mut().zip(source).enumerate() {
-                    let banned = static_ban[v] || (constrained && any_allowed && !allowed[v]);
-                    *dst = if banned {
-                        f64::NEG_INFINITY
-                    } else {
-                        src as f64
-                    };
-                }
-                x[i] =
-                    choose(&row, u, settings.temperature, settings.top_p, &mut scratch) as TokenId;
             }
         }
-        progress(steps - t + 1, steps);
+        progress(s + 1, steps);
     }
     Ok((x, stats))
 }
