@@ -1,21 +1,11 @@
 #!/usr/bin/env bash
-# The evaluation that produced docs/model/RESULTS.md: checkpoints from the GPU runs
-# (runs/gpu1, runs/gpu2 = the $OUT files of scripts/gpu_train.sh) and sample sets drawn on the
-# CPU with `python -m smdim.sample` (see docs/model/TRAINING.md; PAD banned).
+# Reproduces docs/model/RESULTS.md, metrics.json, pianoroll.png, midi/ and audio/ from the
+# trained checkpoints runs/default/final_ema.pt (SMDIM) and runs/default-transformer/final_ema.pt
+# (attention-only baseline); rows in scripts/eval_rows.txt. Needs the release CLI
+# (`cargo build --release -p smdim-cli` in the repository root: target/release/smdim with
+# `generate --count --style --tokens-out`) for the constrained rows, and fluidsynth, ffmpeg and
+# fluid-soundfont-gm for the renders. Extra arguments go to the evaluator (e.g. --n 64 for a
+# quick look, --skip-cli, --threads 2 on an idle machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-L=runs/local
-SL=runs/gpu2/ckpt_large.pt
-SD=runs/gpu2/ckpt_default.pt
-TR=runs/gpu1/ckpt_large-transformer.pt
-exec .venv/bin/python -m smdim.evaluate --n 192 --length 512 --threads 2 \
-  --model "SMDIM large=$SL:$L/large.npy@32" \
-  --model "SMDIM default=$SD:$L/default.npy@32" \
-  --model "Transformer (large size)=$TR:$L/large-transformer.npy@32" \
-  --model "SMDIM large, top-p 0.9=$SL:$L/large_p09.npy@32" \
-  --model "Transformer, top-p 0.9=$TR:$L/large-transformer_p09.npy@32" \
-  --model "SMDIM large, 16 steps=$SL:$L/large_s16.npy@16" \
-  --model "Transformer, 16 steps=$TR:$L/large-transformer_s16.npy@16" \
-  --model "Transformer, 64 steps=$TR:$L/large-transformer_s64.npy@64" \
-  --mid-from "${MID_FROM:-Transformer (large size)}" \
-  --notes scripts/results_notes.md "$@"
+exec nice -n 15 .venv/bin/python -m smdim.evaluate --n 512 --rows-file scripts/eval_rows.txt "$@"

@@ -6,11 +6,13 @@ cd "$(dirname "$0")/.."
 CKPT="$1"; ROW="$2"; STEPS="${3:-32}"
 .venv/bin/python - "$ROW" <<'PY'
 import json, sys
-rows = json.load(open("../docs/model/metrics.json"))
-row = sys.argv[1]
+metrics = json.load(open("../docs/model/metrics.json"))
+rows, row = metrics["rows"], sys.argv[1]
 out = {"row": row, **rows[row],
-       "reference_real_valid_vs_test": rows["real held-out (valid)"],
-       "protocol": "docs/model/RESULTS.md (OA per docs PAPER.md), 512-token sequences"}
+       "reference_real_valid_vs_test": rows[rows[row]["ceiling_row"]],
+       "target_check": metrics["target_check"].get(row),
+       "protocol": {"doc": "docs/model/RESULTS.md (OA per docs PAPER.md)",
+                    **metrics["protocol"]}}
 json.dump(out, open("runs/ship_metrics.json", "w"), indent=1, default=float)
 PY
 exec .venv/bin/python -m smdim.export --ckpt "$CKPT" --out ../models/smdim-default.onnx \
