@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use smdim_engine::sampler::{sample, SamplerSettings, SplitMix64};
 use smdim_engine::Vocabulary;
-use smdim_inference::{generate, Denoiser, GenerationSettings, ModelSource, SessionOptions};
+use smdim_inference::{generate, Denoiser, GenerationSettings, ModelSource, SessionOptions, Style};
 
 use crate::BenchArgs;
 
@@ -32,18 +32,18 @@ struct Timing {
     sampling: Duration,
 }
 
-fn time_model(denoiser: &mut Denoiser, length: usize, steps: u32) -> Result<Timing> {
+fn time_model(denoiser: &mut Denoiser, length: usize, steps: u32, style: Style) -> Result<Timing> {
     let vocab = Vocabulary::remi_v1();
     let mut rng = SplitMix64::new(length as u64);
     let tokens: Vec<u32> = (0..length)
         .map(|_| (rng.next_u64() % vocab.len() as u64) as u32)
         .collect();
     let mut out = Vec::new();
-    denoiser.logits(&tokens, &mut out)?;
+    denoiser.logits(&tokens, style, &mut out)?;
     let mut times = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
-        denoiser.logits(&tokens, &mut out)?;
+        denoiser.logits(&tokens, style, &mut out)?;
         times.push(started.elapsed());
     }
     let settings = SamplerSettings {
@@ -51,7 +51,7 @@ fn time_model(denoiser: &mut Denoiser, length: usize, steps: u32) -> Result<Timi
         seed: 1,
         ..Default::default()
     };
-    let mut logits = |t: &[u32], o: &mut Vec<f32>| denoiser.logits(t, o);
+    let mut logits = |t: &[u32], o: &mut Vec<f32>| denoiser.logits(t, style, o);
     let started = Instant::now();
     sample(
         vocab,
@@ -90,11 +90,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut fallback = load(false)?;
     let steps = args.steps.unwrap_or(native.card.sampler.default_steps);
     println!(
-        "model {} ({} parameters), {} thread(s), {} steps, provider {}\n",
+        "model {} ({} parameters), {} thread(s), {} steps, style {}, provider {}\n",
         args.model.display(),
         native.card.params.map_or("?".into(), |p| p.to_string()),
         args.threads,
         steps,
+        args.style,
         native.provider
     );
     println!("| tokens | forward, native scan | forward, ONNX Scan | scan gain | native tokens/s | sampling, native | sampling, ONNX Scan | sampling, PyTorch eager | Rust vs PyTorch |");
@@ -107,8 +108,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             );
             continue;
         }
-        let a = time_model(&mut native, length, steps)?;
-        let b = time_model(&mut fallback, length, steps)?;
+        let a = time_model(&mut native, length, steps, args.style)?;
+        let b = time_model(&mut fallback, length, steps, args.style)?;
         let torch_ms = torch
             .as_ref()
             .and_then(|t| t["lengths"][length.to_string()]["phrase_ms"].as_f64());
@@ -140,6 +141,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             for seed in 0..3 {
                 let settings = GenerationSettings {
                     seed,
+                    style: args.style,
                     ..Default::default()
                 };
                 let generated =

@@ -8,8 +8,14 @@ use clap::{Parser, Subcommand};
 use smdim_engine::codec::{decode, parse_token_text, Encoder};
 use smdim_engine::midi_file::{load_smf, save_smf, WriteOptions};
 use smdim_engine::Vocabulary;
+use smdim_inference::Style;
 
 mod bench;
+
+/// `--style`: an error that lists the choices, from the one list of styles.
+fn parse_style(text: &str) -> std::result::Result<Style, String> {
+    Style::parse(text).ok_or_else(|| format!("unknown style; choose {}", Style::choices()))
+}
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +65,10 @@ struct BenchArgs {
     /// Diffusion steps for whole-sampling runs (default: the model card's).
     #[arg(long)]
     steps: Option<u32>,
+    /// Style for every run: any, melody or chorale (Melody and Chorale need a style-conditioned
+    /// model).
+    #[arg(long, default_value = "melody", value_parser = parse_style)]
+    style: Style,
 }
 
 #[derive(clap::Args)]
@@ -93,6 +103,10 @@ struct GenerateArgs {
     density: f64,
     #[arg(long, default_value_t = 3)]
     max_notes_per_onset: u32,
+    /// any, melody (a folk-tune line) or chorale (four voices). Melody and chorale need a
+    /// style-conditioned model (its card lists `styles`).
+    #[arg(long, default_value = "melody", value_parser = parse_style)]
+    style: Style,
     /// cpu, cuda, tensorrt or auto (falls back towards the CPU).
     #[arg(long, default_value = "cpu")]
     provider: String,
@@ -159,6 +173,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
         highest_pitch: high,
         key: args.key,
         max_notes_per_onset: args.max_notes_per_onset,
+        style: args.style,
         ..Default::default()
     };
     settings.parsed_key()?;
@@ -181,10 +196,11 @@ fn generate(args: GenerateArgs) -> Result<()> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     let phrase = &generated.phrase;
     println!(
-        "model {} ({} tokens, SelectiveScan: {}), provider {}, {} steps ({} denoiser calls), generated in {:.0} ms (load {:.0} ms)",
+        "model {} ({} tokens, SelectiveScan: {}), style {}, provider {}, {} steps ({} denoiser calls), generated in {:.0} ms (load {:.0} ms)",
         model_path.display(),
         generated.tokens.len(),
         if args.no_native_scan { "ONNX Scan function" } else { "native kernel registered" },
+        generated.settings.style,
         generated.provider,
         generated.steps,
         generated.denoiser_calls,
@@ -335,9 +351,38 @@ mod tests {
             panic!("not generate");
         };
         assert_eq!(defaults.provider, "cpu");
+        assert_eq!(defaults.style, Style::Melody);
         assert_eq!(
             defaults.tensorrt_cache, None,
             "SessionOptions' per-user default applies"
         );
+    }
+
+    #[test]
+    fn style_flag_parses_every_id_and_lists_the_choices_otherwise() {
+        for style in Style::ALL {
+            let cli =
+                Cli::try_parse_from(["smdim", "generate", "-o", "x.mid", "--style", style.id()])
+                    .unwrap();
+            let Command::Generate(args) = cli.command else {
+                panic!("not generate");
+            };
+            assert_eq!(args.style, style);
+        }
+        let err = Cli::try_parse_from(["smdim", "generate", "-o", "x.mid", "--style", "banana"])
+            .err()
+            .expect("banana is no style");
+        let text = err.to_string();
+        assert!(
+            text.contains("banana") && text.contains("any, melody or chorale"),
+            "{text}"
+        );
+        let Command::Bench(bench) = Cli::try_parse_from(["smdim", "bench", "--model", "m.onnx"])
+            .unwrap()
+            .command
+        else {
+            panic!("not bench");
+        };
+        assert_eq!(bench.style, Style::Melody);
     }
 }

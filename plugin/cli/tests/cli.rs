@@ -175,3 +175,96 @@ fn missing_model_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/model.onnx"), "{err}");
 }
+
+#[test]
+fn style_chorale_generates_and_the_summary_says_so() {
+    let out_path = std::env::temp_dir().join(format!("smdim-chorale-{}.mid", std::process::id()));
+    let out = smdim()
+        .args([
+            "generate",
+            "--bars",
+            "2",
+            "--density",
+            "0.5",
+            "--seed",
+            "5",
+            "--style",
+            "chorale",
+            "--model",
+        ])
+        .arg(tiny_model())
+        .arg("--out")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("style Chorale"), "{text}");
+    std::fs::remove_file(&out_path).unwrap();
+}
+
+#[test]
+fn unknown_style_is_an_error_listing_the_choices_and_help_lists_the_flag() {
+    let out = smdim()
+        .args(["generate", "--out", "/dev/null", "--style", "banana"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("banana"), "{err}");
+    assert!(err.contains("any, melody or chorale"), "{err}");
+
+    let help = smdim().args(["generate", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--style <STYLE>"), "{help}");
+    assert!(help.contains("chorale"), "{help}");
+    assert!(help.contains("[default: melody]"), "{help}");
+}
+
+#[test]
+fn a_model_without_styles_refuses_melody_and_runs_any() {
+    let nostyle = format!(
+        "{}/../inference/tests/data/tiny-nostyle.onnx",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let base = [
+        "generate",
+        "--bars",
+        "1",
+        "--density",
+        "0.25",
+        "--out",
+        "/dev/null",
+    ];
+    let refused = smdim()
+        .args(base)
+        .args(["--model", &nostyle])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "the default style is Melody");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("this model has no styles: choose Any"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let any = smdim()
+        .args(base)
+        .args(["--model", &nostyle, "--style", "any"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&any.stdout);
+    assert!(
+        any.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&any.stderr)
+    );
+    assert!(text.contains("style Any"), "{text}");
+}

@@ -3,6 +3,8 @@ use std::path::PathBuf;
 use smdim_engine::sampler::constraints::PlanError;
 use thiserror::Error;
 
+use crate::style::Style;
+
 /// Everything that can go wrong between "Generate" and a phrase. Messages are written for the
 /// musician reading them in the plugin window or the terminal.
 #[derive(Debug, Error)]
@@ -21,6 +23,19 @@ pub enum InferenceError {
     Session(String),
     #[error("the model failed while generating: {0}")]
     Run(String),
+    /// A style other than Any asked of a model without a `style` input: never quietly run as Any.
+    #[error("this model has no styles: choose Any or load a style-conditioned model (asked for {requested})")]
+    NoStyles { requested: Style },
+    /// A style-conditioned model whose card lists fewer styles than this build knows.
+    #[error("this model has no {requested} style (it has: {})", .available.join(", "))]
+    StyleMissing {
+        requested: Style,
+        available: Vec<String>,
+    },
+    /// The card and the graph disagree on whether the model takes a style, or the graph's style
+    /// input is not what the card describes.
+    #[error("the model's styles do not add up: {0}")]
+    StyleMismatch(String),
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error("generation cancelled")]

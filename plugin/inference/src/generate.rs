@@ -12,6 +12,7 @@ use smdim_engine::vocab::{TokenId, Vocabulary};
 
 use crate::error::InferenceError;
 use crate::session::{Denoiser, Provider};
+use crate::style::Style;
 
 /// Everything that determines a phrase. Saved with it, so "the settings that made it" travel
 /// with the phrase into the host project.
@@ -34,6 +35,10 @@ pub struct GenerationSettings {
     pub max_notes_per_onset: u32,
     pub velocity: u8,
     pub accent: u8,
+    /// Added after the first saved settings: absent means the default (Melody), and a style
+    /// this build does not know reads as the default too, so older and newer projects load.
+    #[serde(default, deserialize_with = "crate::style::deserialize_lenient")]
+    pub style: Style,
 }
 
 impl Default for GenerationSettings {
@@ -53,6 +58,7 @@ impl Default for GenerationSettings {
             max_notes_per_onset: 3,
             velocity: 90,
             accent: 20,
+            style: Style::default(),
         }
     }
 }
@@ -104,6 +110,8 @@ pub fn generate(
     progress: impl FnMut(u32, u32),
 ) -> Result<Generated, InferenceError> {
     let started = Instant::now();
+    // Before planning, so a style the model lacks is reported as that and nothing else.
+    denoiser.check_style(settings.style)?;
     let vocab = Vocabulary::remi_v1();
     let request = settings.request()?;
     let plan = plan(
@@ -130,7 +138,8 @@ pub fn generate(
         },
         seed: settings.seed,
     };
-    let mut logits = |tokens: &[TokenId], out: &mut Vec<f32>| denoiser.logits(tokens, out);
+    let style = settings.style;
+    let mut logits = |tokens: &[TokenId], out: &mut Vec<f32>| denoiser.logits(tokens, style, out);
     let (tokens, stats) = sample(
         vocab,
         &mut logits,
@@ -164,4 +173,33 @@ pub fn generate(
         elapsed: started.elapsed(),
         denoiser_calls: stats.denoiser_calls,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn style_round_trips_and_older_settings_load_with_melody() {
+        let chorale = GenerationSettings {
+            style: Style::Chorale,
+            ..Default::default()
+        };
+        let mut value = serde_json::to_value(&chorale).unwrap();
+        assert_eq!(value["style"], "chorale", "the stable id on disk");
+        assert_eq!(
+            serde_json::from_value::<GenerationSettings>(value.clone()).unwrap(),
+            chorale
+        );
+        assert_eq!(GenerationSettings::default().style, Style::Melody);
+
+        value.as_object_mut().unwrap().remove("style");
+        let older: GenerationSettings = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(older.style, Style::Melody, "saved before styles existed");
+        for odd in [serde_json::json!("banjo"), serde_json::json!(2)] {
+            value["style"] = odd.clone();
+            let newer: GenerationSettings = serde_json::from_value(value.clone()).unwrap();
+            assert_eq!(newer.style, Style::Melody, "{odd}");
+        }
+    }
 }

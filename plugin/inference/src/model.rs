@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::error::InferenceError;
+use crate::style::Style;
 use smdim_engine::vocab::{Vocabulary, REMI_V1_JSON};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -35,6 +36,10 @@ pub struct ModelCard {
     pub sampler: CardSampler,
     #[serde(default)]
     pub params: Option<u64>,
+    /// Style ids by model index (`["any", "melody", "chorale"]`); empty for a model without a
+    /// `style` input (cards written before style conditioning have none).
+    #[serde(default)]
+    pub styles: Vec<String>,
 }
 
 impl ModelCard {
@@ -47,7 +52,21 @@ impl ModelCard {
                 card.length
             )));
         }
+        for (style, id) in Style::ALL.iter().zip(&card.styles) {
+            if style.id() != id {
+                return Err(InferenceError::Card(format!(
+                    "style {} is {id:?}, this build knows it as {:?}",
+                    style.index(),
+                    style.id()
+                )));
+            }
+        }
         Ok(card)
+    }
+
+    /// Whether the card lists `style` at its model index (checked by [`ModelCard::parse`]).
+    pub fn has_style(&self, style: Style) -> bool {
+        style.index() < self.styles.len()
     }
 
     /// The model must have been trained on exactly the embedded vocabulary.
@@ -139,4 +158,37 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STYLED: &str = include_str!("../tests/data/tiny.card.json");
+    const NOSTYLE: &str = include_str!("../tests/data/tiny-nostyle.card.json");
+
+    #[test]
+    fn cards_with_and_without_styles_parse() {
+        let styled = ModelCard::parse(STYLED).unwrap();
+        assert_eq!(styled.styles, ["any", "melody", "chorale"]);
+        assert!(Style::ALL.into_iter().all(|s| styled.has_style(s)));
+        let plain = ModelCard::parse(NOSTYLE).unwrap();
+        assert!(plain.styles.is_empty(), "written before style conditioning");
+        assert!(Style::ALL.into_iter().all(|s| !plain.has_style(s)));
+    }
+
+    #[test]
+    fn styles_in_another_order_are_a_card_error() {
+        let mut card: serde_json::Value = serde_json::from_str(STYLED).unwrap();
+        card["styles"] = serde_json::json!(["any", "chorale", "melody"]);
+        let err = ModelCard::parse(&card.to_string()).unwrap_err();
+        assert!(
+            matches!(&err, InferenceError::Card(why) if why.contains("\"chorale\"")),
+            "{err}"
+        );
+        // Styles this build does not know, after the ones it does, are no reason to refuse.
+        card["styles"] = serde_json::json!(["any", "melody", "chorale", "hymn"]);
+        let card = ModelCard::parse(&card.to_string()).unwrap();
+        assert!(card.has_style(Style::Chorale));
+    }
 }

@@ -10,6 +10,7 @@ use smdim_engine::vocab::{TokenId, Vocabulary};
 use crate::error::InferenceError;
 use crate::model::{ModelCard, ModelSource};
 use crate::runtime;
+use crate::style::Style;
 
 /// Execution providers, in the order they are tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -125,6 +126,8 @@ pub struct Denoiser {
     pub fallbacks: Vec<(Provider, String)>,
     vocab_size: usize,
     input: ndarray::Array2<i64>,
+    /// The `style` input's value, when the graph takes one (found at load).
+    style_input: Option<ndarray::Array1<i64>>,
 }
 
 fn dispatch(provider: Provider, options: &SessionOptions) -> ExecutionProviderDispatch {
@@ -189,6 +192,7 @@ impl Denoiser {
             }
             match Self::build_session(&environment, &bytes, provider, options) {
                 Ok(session) => {
+                    let styled = takes_style(&session, &card)?;
                     let mut denoiser = Denoiser {
                         session,
                         card,
@@ -196,6 +200,7 @@ impl Denoiser {
                         fallbacks,
                         vocab_size: vocab.len(),
                         input: ndarray::Array2::zeros((1, 0)),
+                        style_input: styled.then(|| ndarray::Array1::zeros(1)),
                     };
                     denoiser.warm_up()?;
                     return Ok(denoiser);
@@ -245,11 +250,38 @@ impl Denoiser {
         let length = self.card.length.multiple_of * 4;
         let tokens = vec![self.card.vocab.mask_id; length.min(self.card.length.max)];
         let mut out = Vec::new();
-        self.logits(&tokens, &mut out)
+        self.logits(&tokens, Style::Any, &mut out)
     }
 
-    /// Logits `[tokens.len(), vocab]` into `out` (cleared first).
-    pub fn logits(&mut self, tokens: &[TokenId], out: &mut Vec<f32>) -> Result<(), InferenceError> {
+    /// Whether the model takes a `style` input (its card then lists the styles).
+    pub fn is_styled(&self) -> bool {
+        self.style_input.is_some()
+    }
+
+    /// `Ok` when the model can write `style`: Any always; the others only on a style-conditioned
+    /// model whose card lists them.
+    pub fn check_style(&self, style: Style) -> Result<(), InferenceError> {
+        if style == Style::Any || self.card.has_style(style) {
+            Ok(())
+        } else if !self.is_styled() {
+            Err(InferenceError::NoStyles { requested: style })
+        } else {
+            Err(InferenceError::StyleMissing {
+                requested: style,
+                available: self.card.styles.clone(),
+            })
+        }
+    }
+
+    /// Logits `[tokens.len(), vocab]` for `style` into `out` (cleared first). A model without
+    /// styles runs on the tokens alone, which is only `Style::Any`.
+    pub fn logits(
+        &mut self,
+        tokens: &[TokenId],
+        style: Style,
+        out: &mut Vec<f32>,
+    ) -> Result<(), InferenceError> {
+        self.check_style(style)?;
         let length = tokens.len();
         if length == 0
             || !length.is_multiple_of(self.card.length.multiple_of)
@@ -269,10 +301,17 @@ impl Denoiser {
         let vocab_size = self.vocab_size;
         let input = TensorRef::from_array_view(&self.input)
             .map_err(|e| InferenceError::Run(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs!["tokens" => input])
-            .map_err(|e| InferenceError::Run(e.to_string()))?;
+        let outputs = match &mut self.style_input {
+            Some(style_input) => {
+                style_input[0] = style.index() as i64;
+                let style = TensorRef::from_array_view(&*style_input)
+                    .map_err(|e| InferenceError::Run(e.to_string()))?;
+                self.session
+                    .run(ort::inputs!["tokens" => input, "style" => style])
+            }
+            None => self.session.run(ort::inputs!["tokens" => input]),
+        }
+        .map_err(|e| InferenceError::Run(e.to_string()))?;
         let (shape, data) = outputs["logits"]
             .try_extract_tensor::<f32>()
             .map_err(|e| InferenceError::Run(e.to_string()))?;
@@ -284,6 +323,34 @@ impl Denoiser {
         out.clear();
         out.extend_from_slice(data);
         Ok(())
+    }
+}
+
+/// Whether the session takes a `style` input; the card must say the same (listing styles
+/// exactly when the graph has the input), since a card that disagrees with its graph would
+/// either offer styles the model ignores or hide ones it has.
+fn takes_style(session: &Session, card: &ModelCard) -> Result<bool, InferenceError> {
+    let input = session
+        .inputs()
+        .iter()
+        .find(|input| input.name() == "style");
+    if let Some(ty) = input.map(|i| i.dtype().tensor_type()) {
+        if ty != Some(ort::value::TensorElementType::Int64) {
+            return Err(InferenceError::StyleMismatch(format!(
+                "the graph's style input is {ty:?}, not an int64 tensor"
+            )));
+        }
+    }
+    let styled = input.is_some();
+    match (styled, card.styles.is_empty()) {
+        (true, true) => Err(InferenceError::StyleMismatch(
+            "the graph takes a style input but the card lists no styles".into(),
+        )),
+        (false, false) => Err(InferenceError::StyleMismatch(format!(
+            "the card lists styles ({}) but the graph has no style input",
+            card.styles.join(", ")
+        ))),
+        _ => Ok(styled),
     }
 }
 

@@ -11,13 +11,23 @@ use smdim_engine::midi_file::{read_smf, write_smf, WriteOptions};
 use smdim_engine::Vocabulary;
 use smdim_inference::{
     generate, Denoiser, GenerationSettings, Generator, InferenceError, ModelSource, Phase,
-    Provider, ProviderChoice, SessionOptions,
+    Provider, ProviderChoice, SessionOptions, Style,
 };
 
+fn data(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(file)
+}
+
+/// The tiny model with the `style` input.
 fn tiny() -> ModelSource {
-    ModelSource::from_onnx_path(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.onnx"),
-    )
+    ModelSource::from_onnx_path(data("tiny.onnx"))
+}
+
+/// The older kind: no `style` input, no `styles` in its card.
+fn tiny_nostyle() -> ModelSource {
+    ModelSource::from_onnx_path(data("tiny-nostyle.onnx"))
 }
 
 fn load(native_scan: bool) -> Denoiser {
@@ -80,8 +90,8 @@ fn native_scan_matches_the_onnx_fallback() {
         .map(|i| (i * 37 + 5) % vocab.len() as u32)
         .collect();
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    native.logits(&tokens, &mut a).unwrap();
-    fallback.logits(&tokens, &mut b).unwrap();
+    native.logits(&tokens, Style::Melody, &mut a).unwrap();
+    fallback.logits(&tokens, Style::Melody, &mut b).unwrap();
     let max_err = a
         .iter()
         .zip(&b)
@@ -101,14 +111,14 @@ fn bad_lengths_and_requests_are_errors() {
     let mut denoiser = load(true);
     let mut out = Vec::new();
     assert!(
-        denoiser.logits(&[3; 6], &mut out).is_err(),
+        denoiser.logits(&[3; 6], Style::Any, &mut out).is_err(),
         "not a multiple of 4"
     );
     assert!(
-        denoiser.logits(&[3; 68], &mut out).is_err(),
+        denoiser.logits(&[3; 68], Style::Any, &mut out).is_err(),
         "longer than the model takes"
     );
-    assert!(denoiser.logits(&[], &mut out).is_err());
+    assert!(denoiser.logits(&[], Style::Any, &mut out).is_err());
     let never = AtomicBool::new(false);
     let too_long = GenerationSettings {
         bars: 16,
@@ -243,4 +253,192 @@ fn worker_generates_publishes_and_cancels() {
     assert_eq!(shared.status().phase, Phase::Idle);
     assert!(shared.handoff.take().is_none());
     drop(generator);
+}
+
+#[test]
+fn the_style_changes_what_the_styled_model_writes() {
+    let mut denoiser = load(true);
+    assert!(denoiser.is_styled());
+    assert_eq!(denoiser.card.styles, ["any", "melody", "chorale"]);
+    // The logits first: the style input must reach the graph (the same tokens, another style,
+    // other logits), whatever the barely-trained fixture then samples from them.
+    let tokens = vec![denoiser.card.vocab.mask_id; 32];
+    let mut by_style = Vec::new();
+    for style in Style::ALL {
+        let mut out = Vec::new();
+        denoiser.logits(&tokens, style, &mut out).unwrap();
+        by_style.push(out);
+    }
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        let diff = by_style[i]
+            .iter()
+            .zip(&by_style[j])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff > 1e-4,
+            "{} and {} give the same logits",
+            Style::ALL[i],
+            Style::ALL[j]
+        );
+    }
+
+    let never = AtomicBool::new(false);
+    let styled = |style| GenerationSettings {
+        style,
+        ..small_settings(11)
+    };
+    let melody = generate(&mut denoiser, &styled(Style::Melody), &never, |_, _| {}).unwrap();
+    let chorale = generate(&mut denoiser, &styled(Style::Chorale), &never, |_, _| {}).unwrap();
+    let again = generate(&mut denoiser, &styled(Style::Melody), &never, |_, _| {}).unwrap();
+    assert_eq!(
+        melody.tokens, again.tokens,
+        "same style and seed, same phrase"
+    );
+    assert_ne!(melody.tokens, chorale.tokens, "same seed, another style");
+    assert_eq!(melody.settings.style, Style::Melody);
+    assert_eq!(chorale.settings.style, Style::Chorale);
+}
+
+#[test]
+fn a_model_without_styles_runs_any_and_refuses_the_others() {
+    let options = SessionOptions {
+        threads: 1,
+        ..Default::default()
+    };
+    let mut denoiser = Denoiser::load(&tiny_nostyle(), &options).unwrap();
+    assert!(!denoiser.is_styled());
+    assert!(denoiser.card.styles.is_empty());
+    let never = AtomicBool::new(false);
+    let any = GenerationSettings {
+        style: Style::Any,
+        ..small_settings(3)
+    };
+    let generated = generate(&mut denoiser, &any, &never, |_, _| {}).unwrap();
+    assert_eq!(generated.phrase.bars, 2);
+    assert_eq!(generated.settings.style, Style::Any);
+    let mut out = Vec::new();
+    denoiser.logits(&[3; 8], Style::Any, &mut out).unwrap();
+
+    for style in [Style::Melody, Style::Chorale] {
+        let mut calls = 0;
+        let asked = GenerationSettings {
+            style,
+            ..small_settings(3)
+        };
+        let err = generate(&mut denoiser, &asked, &never, |_, _| calls += 1).unwrap_err();
+        assert!(
+            matches!(err, InferenceError::NoStyles { requested } if requested == style),
+            "{err:?}"
+        );
+        assert_eq!(calls, 0, "refused before sampling");
+        let message = err.to_string();
+        assert!(message.contains("this model has no styles"), "{message}");
+        assert!(message.contains("choose Any"), "{message}");
+        assert!(matches!(
+            denoiser.logits(&[3; 8], style, &mut out),
+            Err(InferenceError::NoStyles { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_card_that_disagrees_with_its_graph_is_a_load_error() {
+    let options = SessionOptions {
+        threads: 1,
+        ..Default::default()
+    };
+    let read = |file: &str| std::fs::read(data(file)).unwrap();
+    let card = |file: &str| String::from_utf8(read(file)).unwrap();
+    let pairs = [
+        // Styles in the card, no style input in the graph.
+        (
+            "tiny-nostyle.onnx",
+            card("tiny.card.json"),
+            "no style input",
+        ),
+        // A style input in the graph, no styles in the card.
+        (
+            "tiny.onnx",
+            card("tiny-nostyle.card.json"),
+            "lists no styles",
+        ),
+    ];
+    for (onnx, card_json, expected) in pairs {
+        let source = ModelSource::Memory {
+            onnx: Arc::from(read(onnx).as_slice()),
+            card_json: Arc::from(card_json.as_str()),
+        };
+        match Denoiser::load(&source, &options) {
+            Err(InferenceError::StyleMismatch(why)) => assert!(why.contains(expected), "{why}"),
+            Err(other) => panic!("{onnx}: {other}"),
+            Ok(_) => panic!("{onnx} loaded with a card that disagrees with it"),
+        }
+    }
+}
+
+#[test]
+fn a_card_with_fewer_styles_refuses_the_missing_one() {
+    let options = SessionOptions {
+        threads: 1,
+        ..Default::default()
+    };
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("tiny.card.json")).unwrap()).unwrap();
+    card["styles"] = serde_json::json!(["any", "melody"]);
+    let two = card.to_string();
+    let source = ModelSource::Memory {
+        onnx: Arc::from(std::fs::read(data("tiny.onnx")).unwrap().as_slice()),
+        card_json: Arc::from(two.as_str()),
+    };
+    let mut denoiser = Denoiser::load(&source, &options).unwrap();
+    let never = AtomicBool::new(false);
+    let chorale = GenerationSettings {
+        style: Style::Chorale,
+        ..small_settings(2)
+    };
+    let err = generate(&mut denoiser, &chorale, &never, |_, _| {}).unwrap_err();
+    assert!(
+        matches!(&err, InferenceError::StyleMissing { requested: Style::Chorale, available } if available == &["any", "melody"]),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no Chorale style"), "{err}");
+    let melody = GenerationSettings {
+        style: Style::Melody,
+        ..small_settings(2)
+    };
+    generate(&mut denoiser, &melody, &never, |_, _| {}).unwrap();
+}
+
+#[test]
+fn worker_reports_a_style_the_model_lacks() {
+    // What the plugin's editor shows: the worker's last error, and no phrase.
+    let options = SessionOptions {
+        threads: 1,
+        ..Default::default()
+    };
+    let generator = Generator::spawn(tiny_nostyle(), options).unwrap();
+    let shared = generator.shared().clone();
+    generator
+        .generate(GenerationSettings {
+            style: Style::Melody,
+            ..small_settings(1)
+        })
+        .unwrap();
+    assert!(generator.wait_idle(Duration::from_secs(60)));
+    let error = shared.status().last_error.expect("an error");
+    assert!(
+        error.starts_with("this model has no styles: choose Any"),
+        "{error}"
+    );
+    assert!(shared.handoff.take().is_none());
+    generator
+        .generate(GenerationSettings {
+            style: Style::Any,
+            ..small_settings(1)
+        })
+        .unwrap();
+    assert!(generator.wait_idle(Duration::from_secs(60)));
+    assert_eq!(shared.status().last_error, None);
+    assert!(shared.handoff.take().is_some());
 }

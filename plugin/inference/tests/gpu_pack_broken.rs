@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use smdim_inference::runtime::{loaded_library, GPU_PACK_ENV};
-use smdim_inference::{Denoiser, ModelSource, Provider, ProviderChoice, SessionOptions};
+use smdim_inference::{Denoiser, ModelSource, Provider, ProviderChoice, SessionOptions, Style};
 
 #[test]
 fn a_pack_with_garbage_libraries_falls_back_to_the_cpu_naming_the_file() {
@@ -45,7 +45,7 @@ fn a_pack_with_garbage_libraries_falls_back_to_the_cpu_naming_the_file() {
     let library = loaded_library().unwrap();
     assert!(!library.starts_with(&pack), "{}", library.display());
     let mut logits = Vec::new();
-    denoiser.logits(&[3; 8], &mut logits).unwrap();
+    denoiser.logits(&[3; 8], Style::Any, &mut logits).unwrap();
     assert!(logits.iter().all(|x| x.is_finite()));
     std::fs::remove_dir_all(&pack).unwrap();
 }

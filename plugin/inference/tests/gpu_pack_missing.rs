@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use smdim_inference::runtime::{loaded_library, GPU_PACK_ENV};
-use smdim_inference::{Denoiser, ModelSource, Provider, ProviderChoice, SessionOptions};
+use smdim_inference::{Denoiser, ModelSource, Provider, ProviderChoice, SessionOptions, Style};
 
 fn options(provider: ProviderChoice) -> SessionOptions {
     SessionOptions {
@@ -37,7 +37,7 @@ fn cuda_without_a_gpu_pack_runs_on_the_cpu_and_says_why() {
     assert_eq!(library.file_name().unwrap(), "libonnxruntime.so.1.31.1");
     assert!(!library.starts_with(&empty));
     let mut logits = Vec::new();
-    denoiser.logits(&[3; 8], &mut logits).unwrap();
+    denoiser.logits(&[3; 8], Style::Any, &mut logits).unwrap();
     assert!(!logits.is_empty() && logits.iter().all(|x| x.is_finite()));
 
     // Auto asks for TensorRT and CUDA: both passed over with the same reason.

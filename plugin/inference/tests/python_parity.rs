@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use smdim_engine::sampler::{sample, SamplerSettings};
 use smdim_engine::Vocabulary;
-use smdim_inference::{Denoiser, ModelSource, SessionOptions};
+use smdim_inference::{Denoiser, ModelSource, SessionOptions, Style};
 
 const LENGTH: usize = 64;
 const STEPS: u32 = 12;
@@ -65,7 +65,9 @@ fn rust_sampler_equals_python_reference() {
                     top_p,
                     seed: seed as u64,
                 };
-                let mut logits = |t: &[u32], out: &mut Vec<f32>| denoiser.logits(t, out);
+                // Python's `ort_logits_fn` feeds style 0 (Any) unless told otherwise.
+                let mut logits =
+                    |t: &[u32], out: &mut Vec<f32>| denoiser.logits(t, Style::Any, out);
                 let (got, _) = sample(
                     vocab,
                     &mut logits,

@@ -1,8 +1,8 @@
 //! The egui editor: piano roll with bar lines and the host playhead, Generate / Variation /
 //! Cancel, undo/redo through the history, progress, the compute device setting with the
-//! provider in use (fallback reasons on hover), timing, errors, Export .mid,
-//! the generation parameters, and the drag handle (the phrase as a .mid dragged into the DAW;
-//! Copy path as a fallback).
+//! provider in use (fallback reasons on hover), timing, errors (a style the model lacks among
+//! them), Export .mid, the Style selector and the other generation parameters, and the drag
+//! handle (the phrase as a .mid dragged into the DAW; Copy path as a fallback).
 //!
 //! It never blocks on the generator: everything it shows comes from [`Session`] snapshots,
 //! and every action is a request to the controller thread.
@@ -18,12 +18,12 @@ use nice_plug::prelude::*;
 use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{create_egui_editor, EguiNiceSettings, NiceEguiApp, RepaintNotifier};
 use smdim_engine::phrase::PPQ;
-use smdim_inference::Phase;
+use smdim_inference::{Phase, Style};
 
 use crate::drag::{self, DragState};
 use crate::export;
 use crate::model;
-use crate::params::SmdimParams;
+use crate::params::{SmdimParams, StyleParam};
 use crate::session::{fallback_notes, Request, Session};
 use crate::state::{device_label, DEVICES};
 
@@ -240,7 +240,8 @@ impl SmdimEditor {
             if let Some(current) = &current {
                 ui.separator();
                 ui.label(format!(
-                    "{} bars, {} notes, seed {}, {} steps",
+                    "{}, {} bars, {} notes, seed {}, {} steps",
+                    current.settings.style,
                     current.phrase.bars,
                     current.phrase.notes.len(),
                     current.settings.seed,
@@ -257,12 +258,40 @@ impl SmdimEditor {
         });
     }
 
+    /// The Style parameter as a combo box: three named choices read better than a slider.
+    fn style_selector(&self, ui: &mut egui::Ui, setter: &ParamSetter) {
+        let param = &self.params.style;
+        let current = param.value().0;
+        let mut chosen = current;
+        egui::ComboBox::from_id_salt("style")
+            .selected_text(current.name())
+            .show_ui(ui, |ui| {
+                for style in Style::ALL {
+                    ui.selectable_value(&mut chosen, style, style.name());
+                }
+            })
+            .response
+            .on_hover_text(
+                "Melody: a folk-tune line. Chorale: four voices. Any: no style asked for. \
+                 Melody and Chorale need a style-conditioned model; with another one, \
+                 choose Any.",
+            );
+        if chosen != current {
+            setter.begin_set_parameter(param);
+            setter.set_parameter(param, StyleParam(chosen));
+            setter.end_set_parameter(param);
+        }
+    }
+
     fn params_panel(&self, ui: &mut egui::Ui, setter: &ParamSetter) {
         let p = &self.params;
         egui::Grid::new("params")
             .num_columns(4)
             .spacing([8.0, 4.0])
             .show(ui, |ui| {
+                ui.label("Style");
+                self.style_selector(ui, setter);
+                ui.end_row();
                 ui.label("Bars");
                 ui.add(ParamSlider::for_param(&p.bars, setter));
                 ui.label("Steps");
@@ -536,7 +565,7 @@ impl NiceEguiApp for SmdimEditor {
         }
         self.status_line(ui);
 
-        let params_height = 190.0;
+        let params_height = 214.0;
         let roll_height = (ui.available_height() - params_height).max(120.0);
         self.piano_roll(ui, roll_height);
         ui.add_space(4.0);

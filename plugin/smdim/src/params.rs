@@ -2,7 +2,7 @@
 //! refer to them).
 //!
 //! Generation parameters (bars, steps, temperature, density, pitch range, key, scale, seed,
-//! velocity) only shape the *next* generation; the phrase that plays changes only when a new
+//! velocity, style) only shape the *next* generation; the phrase that plays changes only when a new
 //! generation arrives. Playback parameters (mode, MIDI channel, pass-through) act at once.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use nice_plug::prelude::*;
 use nice_plug_egui::EguiEditorState;
 use smdim_engine::scheduler::PlaybackMode;
 use smdim_engine::TimeSignature;
-use smdim_inference::GenerationSettings;
+use smdim_inference::{GenerationSettings, Style};
 
 use crate::session::SessionField;
 
@@ -121,6 +121,51 @@ impl ScaleParam {
     }
 }
 
+/// The Style parameter: [`Style`] as a nice-plug enum. Names and ids come from `Style` itself,
+/// so there is no second list of styles to keep in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StyleParam(pub Style);
+
+const STYLE_COUNT: usize = Style::ALL.len();
+
+const STYLE_NAMES: [&str; STYLE_COUNT] = {
+    let mut names = [""; STYLE_COUNT];
+    let mut i = 0;
+    while i < STYLE_COUNT {
+        names[i] = Style::ALL[i].name();
+        i += 1;
+    }
+    names
+};
+
+const STYLE_IDS: [&str; STYLE_COUNT] = {
+    let mut ids = [""; STYLE_COUNT];
+    let mut i = 0;
+    while i < STYLE_COUNT {
+        ids[i] = Style::ALL[i].id();
+        i += 1;
+    }
+    ids
+};
+
+impl Enum for StyleParam {
+    fn variants() -> &'static [&'static str] {
+        &STYLE_NAMES
+    }
+
+    fn ids() -> Option<&'static [&'static str]> {
+        Some(&STYLE_IDS)
+    }
+
+    fn to_index(self) -> usize {
+        Style::ALL.iter().position(|&s| s == self.0).unwrap_or(0)
+    }
+
+    fn from_index(index: usize) -> Self {
+        StyleParam(Style::ALL.get(index).copied().unwrap_or(Style::ALL[0]))
+    }
+}
+
 /// Base velocity and accent the velocity scale multiplies.
 pub const BASE_VELOCITY: f32 = 90.0;
 pub const BASE_ACCENT: f32 = 20.0;
@@ -155,6 +200,9 @@ pub struct SmdimParams {
     pub new_seed: BoolParam,
     #[id = "velocity"]
     pub velocity: FloatParam,
+    /// Any, Melody or Chorale; Melody and Chorale need a style-conditioned model.
+    #[id = "style"]
+    pub style: EnumParam<StyleParam>,
     #[id = "mode"]
     pub mode: EnumParam<Mode>,
     #[id = "channel"]
@@ -222,6 +270,7 @@ impl SmdimParams {
             .with_unit(" %")
             .with_value_to_string(formatters::v2s_f32_percentage(0))
             .with_string_to_value(formatters::s2v_f32_percentage()),
+            style: EnumParam::new("Style", StyleParam(Style::default())),
             mode: EnumParam::new("Playback", Mode::Loop),
             channel: IntParam::new("MIDI channel", 1, IntRange::Linear { min: 1, max: 16 }),
             pass_through: BoolParam::new("Pass-through", true),
@@ -260,6 +309,7 @@ impl SmdimParams {
                 .map(|root| format!("{root}-{}", self.scale.value().name())),
             velocity: (BASE_VELOCITY * scale).round().clamp(1.0, 127.0) as u8,
             accent: (BASE_ACCENT * scale).round().clamp(0.0, 127.0) as u8,
+            style: self.style.value().0,
             ..GenerationSettings::default()
         }
     }
@@ -281,5 +331,25 @@ mod tests {
             }
         }
         assert_eq!(KeyRoot::None.name(), None);
+    }
+
+    #[test]
+    fn style_parameter_lists_every_style_with_its_stable_id() {
+        assert_eq!(StyleParam::variants(), ["Any", "Melody", "Chorale"]);
+        assert_eq!(StyleParam::ids(), Some(&["any", "melody", "chorale"][..]));
+        for (index, style) in Style::ALL.into_iter().enumerate() {
+            assert_eq!(StyleParam(style).to_index(), index);
+            assert_eq!(StyleParam::from_index(index), StyleParam(style));
+        }
+        assert_eq!(StyleParam::from_index(99), StyleParam(Style::Any));
+    }
+
+    #[test]
+    fn style_parameter_defaults_to_melody_in_the_settings() {
+        let (session, _requests) = crate::session::Session::new();
+        let params = SmdimParams::new(SessionField(session));
+        assert_eq!(params.style.value(), StyleParam(Style::Melody));
+        let settings = params.settings(1, TimeSignature::FOUR_FOUR, 120.0);
+        assert_eq!(settings.style, Style::Melody);
     }
 }

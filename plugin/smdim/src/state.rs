@@ -5,7 +5,8 @@
 //! The compute device lives here rather than in a host parameter: changing it reloads the model,
 //! which automation must never trigger. It was added to version 1 as an optional field (an older
 //! build ignores it and a state without it means the default, CPU), so no version bump: a bump
-//! would make older builds refuse the whole project for one setting they can do without.
+//! would make older builds refuse the whole project for one setting they can do without. Each
+//! entry's settings gained `style` the same way (absent: Melody; see `GenerationSettings`).
 //!
 //! The JSON carries a `version`. [`SavedState::from_json_value`] reads every version this code
 //! has ever written (today: 1) and refuses newer ones with a clear error instead of guessing, so
@@ -214,7 +215,7 @@ pub fn phrase_of(state: &SavedState) -> Option<&Phrase> {
 mod tests {
     use super::*;
     use smdim_engine::phrase::{Note, TimeSignature};
-    use smdim_inference::{GenerationSettings, Provider};
+    use smdim_inference::{GenerationSettings, Provider, Style};
     use std::time::Duration;
 
     fn generated(seed: u64) -> Arc<Generated> {
@@ -269,6 +270,32 @@ mod tests {
             state.device, DEFAULT_DEVICE,
             "written before the setting existed"
         );
+        for entry in &state.history {
+            assert_eq!(
+                entry.settings.style,
+                Style::Melody,
+                "written before styles existed"
+            );
+        }
+    }
+
+    #[test]
+    fn style_round_trips_with_its_stable_id() {
+        let mut state = SavedState::new();
+        for (seed, style) in Style::ALL.into_iter().enumerate() {
+            let mut entry = (*generated(seed as u64)).clone();
+            entry.settings.style = style;
+            state.push(Arc::new(entry));
+        }
+        let value = serde_json::to_value(&state).unwrap();
+        assert_eq!(value["version"], 1, "an optional field: no version bump");
+        for (entry, style) in value["history"].as_array().unwrap().iter().zip(Style::ALL) {
+            assert_eq!(entry["settings"]["style"], style.id());
+        }
+        let back: SavedState = serde_json::from_value(value).unwrap();
+        assert_eq!(back, state);
+        let styles: Vec<Style> = back.history.iter().map(|g| g.settings.style).collect();
+        assert_eq!(styles, Style::ALL);
     }
 
     #[test]

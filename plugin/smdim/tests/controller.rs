@@ -2,13 +2,16 @@
 //! parameters, history and undo/redo feeding the audio inbox, and errors that leave the playing
 //! phrase alone.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smdim::params::SmdimParams;
 use smdim::session::{fallback_notes, spawn_controller, Request, Session, SessionField};
 use smdim_engine::TimeSignature;
-use smdim_inference::{GenerationSettings, Phase, Provider, ProviderChoice, Status};
+use smdim_inference::{
+    GenerationSettings, ModelCard, Phase, Provider, ProviderChoice, Status, Style,
+};
 
 fn start() -> (Arc<Session>, std::thread::JoinHandle<()>) {
     let (session, requests) = Session::new();
@@ -17,6 +20,8 @@ fn start() -> (Arc<Session>, std::thread::JoinHandle<()>) {
     (session, handle)
 }
 
+/// Any: the one style every model writes (the embedded model may be one without styles); what
+/// happens with the others is `a_style_the_model_lacks_is_shown_and_the_phrase_stays`.
 fn small(seed: u64) -> GenerationSettings {
     GenerationSettings {
         bars: 1,
@@ -24,8 +29,17 @@ fn small(seed: u64) -> GenerationSettings {
         steps: Some(8),
         seed,
         time_signature: TimeSignature::FOUR_FOUR,
+        style: Style::Any,
         ..Default::default()
     }
+}
+
+/// The embedded model's card, read from the source tree.
+fn embedded_card() -> ModelCard {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(format!("{}.card.json", smdim::model::EMBEDDED_MODEL));
+    ModelCard::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn wait_idle(session: &Session) {
@@ -108,6 +122,36 @@ fn generates_keeps_history_and_errors_leave_the_phrase_playing() {
     assert_eq!(session.current().unwrap().settings.seed, 5);
     assert!(session.error().is_none());
 
+    session.shutdown();
+    handle.join().unwrap();
+}
+
+#[test]
+fn a_style_the_model_lacks_is_shown_and_the_phrase_stays() {
+    let card = embedded_card();
+    let (session, handle) = start();
+    session.request(Request::Settings(small(30)));
+    wait_idle(&session);
+    let mut playing = session
+        .current()
+        .unwrap_or_else(|| panic!("no phrase: {:?}", session.error()));
+    for style in [Style::Melody, Style::Chorale] {
+        session.request(Request::Settings(GenerationSettings { style, ..small(31) }));
+        wait_idle(&session);
+        if card.has_style(style) {
+            assert!(session.error().is_none(), "{:?}", session.error());
+            playing = session.current().unwrap();
+            assert_eq!(playing.settings.style, style);
+        } else {
+            // What the editor shows in its error line.
+            let error = session.error().expect("the failure is reported");
+            assert!(
+                error.starts_with("this model has no styles: choose Any"),
+                "{error}"
+            );
+            assert!(Arc::ptr_eq(&session.current().unwrap(), &playing));
+        }
+    }
     session.shutdown();
     handle.join().unwrap();
 }

@@ -146,6 +146,7 @@ fn descriptor_ports_features_and_fast_instantiation() {
         "Playback",
         "MIDI channel",
         "Velocity scale",
+        "Style",
         "Pass-through",
         "Generate",
     ] {
