@@ -8,4 +8,15 @@
 # quick look, --skip-cli, --threads 2 on an idle machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec nice -n 15 .venv/bin/python -m smdim.evaluate --n 512 --rows-file scripts/eval_rows.txt "$@"
+# Three tables, run side by side (one core each): what users hear (docs/model/RESULTS.md), raw
+# unconstrained sampling (docs/model/raw/RESULTS.md) and the sampler choice at n = 128
+# (docs/model/sampler/RESULTS.md, no audio).
+EVAL=(nice -n 15 .venv/bin/python -m smdim.evaluate)
+"${EVAL[@]}" --n 512 --rows-file scripts/eval_rows.txt "$@" &
+main=$!
+"${EVAL[@]}" --n 512 --rows-file scripts/eval_rows_raw.txt --out-dir ../docs/model/raw --no-audio "$@" &
+raw=$!
+wait "$raw"
+"${EVAL[@]}" --n 128 --rows-file scripts/eval_rows_sampler.txt --out-dir ../docs/model/sampler \
+    --no-audio "$@"
+wait "$main"

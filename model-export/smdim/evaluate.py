@@ -446,6 +446,8 @@ def cli_generate(
 ) -> list[np.ndarray]:
     """Constrained phrases from `smdim generate --count N --tokens-out F.jsonl` (seeds seed ..
     seed + N - 1). `--out` points into the work folder (the MIDI the CLI writes is not used)."""
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         jl, mid = Path(tmp) / "tokens.jsonl", Path(tmp) / "phrase.mid"
         cmd = cli_command(binary, model, style, count, seed, params, jl, mid)

@@ -190,7 +190,9 @@ def write_card(
     summary: dict,
     metrics: dict | None,
     extra: dict | None = None,
+    sampler: dict | None = None,
 ) -> Path:
+    """`sampler`: the defaults chosen from the evaluation (order, noise, temperature, top_p)."""
     v = load_vocab()
     manifest = json.loads(
         (Path(__file__).resolve().parents[1] / "data" / "manifest_v1.json").read_text()
@@ -232,6 +234,9 @@ def write_card(
             "default_steps": cfg.diffusion.sample_steps,
             "default_temperature": 1.0,
             "default_top_p": 1.0,
+            "default_order": "random",
+            "default_noise": 0.0,
+            **(sampler or {}),
         },
         "architecture": {k: v_ for k, v_ in cfg.model.__dict__.items()},
         "params": model.num_params(),
@@ -332,6 +337,10 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=MODELS / "smdim-default.onnx")
     ap.add_argument("--metrics", type=Path, default=None, help="JSON of evaluation metrics")
     ap.add_argument("--steps", type=int, default=None, help="default sampler steps for the card")
+    ap.add_argument("--order", choices=["random", "confidence"], default="random")
+    ap.add_argument("--noise", type=float, default=0.0, help="default confidence noise")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--top-p", type=float, default=1.0)
     ap.add_argument(
         "--ops-lib",
         type=Path,
@@ -359,7 +368,13 @@ def main(argv=None) -> None:
         extra["parity_rust_op_max_abs_logit_err"] = parity_with_lib(model, a.out, lib, n_tok)
     extra["latency_python_sampler"] = lat
     extra["sampling_parity_torch_vs_ort"] = sampling_parity(model, a.out, n_tok, steps)
-    card = write_card(a.out, model, cfg, summary, metrics, extra)
+    sampler = {
+        "default_order": a.order,
+        "default_noise": a.noise,
+        "default_temperature": a.temperature,
+        "default_top_p": a.top_p,
+    }
+    card = write_card(a.out, model, cfg, summary, metrics, extra, sampler)
     print(
         f"wrote {a.out} ({a.out.stat().st_size / 1e6:.1f} MB, "
         f"{count_scan_nodes(a.out)} SelectiveScan nodes), {card}; parity max abs err {err:.2e}; "

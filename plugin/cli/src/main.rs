@@ -7,10 +7,16 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use smdim_engine::codec::{decode, parse_token_text, Encoder};
 use smdim_engine::midi_file::{load_smf, save_smf, WriteOptions};
+use smdim_engine::sampler::Order;
 use smdim_engine::Vocabulary;
 use smdim_inference::Style;
 
 mod bench;
+
+/// `--order`: random or confidence.
+fn parse_order(text: &str) -> std::result::Result<Order, String> {
+    Order::parse(text).ok_or_else(|| "unknown order; choose random or confidence".to_string())
+}
 
 /// `--style`: an error that lists the choices, from the one list of styles.
 fn parse_style(text: &str) -> std::result::Result<Style, String> {
@@ -80,11 +86,24 @@ struct GenerateArgs {
     tempo: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// MIDI file to write; with --count N, `NAME-<seed>.mid` beside it for each phrase.
     #[arg(long, short)]
-    out: PathBuf,
+    out: Option<PathBuf>,
+    /// Phrases to generate, with seeds seed, seed+1, ... (the model loads once).
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// Also write every phrase's tokens as JSON lines `{"seed": s, "tokens": [...]}`.
+    #[arg(long, value_name = "FILE")]
+    tokens_out: Option<PathBuf>,
     /// Diffusion steps (default: the model card's).
     #[arg(long)]
     steps: Option<u32>,
+    /// Unmasking order, random or confidence (default: the model card's).
+    #[arg(long, value_parser = parse_order)]
+    order: Option<Order>,
+    /// Gumbel noise on confidences, confidence order only (default: the model card's).
+    #[arg(long)]
+    noise: Option<f64>,
     #[arg(long, default_value_t = 1.0)]
     temperature: f64,
     #[arg(long, default_value_t = 0.95)]
@@ -98,10 +117,11 @@ struct GenerateArgs {
     /// Time signature, e.g. 4/4, 3/4, 6/8.
     #[arg(long, default_value = "4/4")]
     meter: String,
-    /// Average notes per quarter note.
-    #[arg(long, default_value_t = 1.5)]
-    density: f64,
-    #[arg(long, default_value_t = 3)]
+    /// Average notes per quarter note over the phrase (default: typical of the style, e.g.
+    /// 2.0 for a melody, 4.5 for a chorale).
+    #[arg(long)]
+    density: Option<f64>,
+    #[arg(long, default_value_t = 4)]
     max_notes_per_onset: u32,
     /// any, melody (a folk-tune line) or chorale (four voices). Melody and chorale need a
     /// style-conditioned model (its card lists `styles`).
@@ -168,7 +188,9 @@ fn generate(args: GenerateArgs) -> Result<()> {
         temperature: args.temperature,
         top_p: args.top_p,
         seed: args.seed,
-        density: args.density,
+        density: args.density.unwrap_or(args.style.typical_density()),
+        order: args.order,
+        noise: args.noise,
         lowest_pitch: low,
         highest_pitch: high,
         key: args.key,
@@ -185,38 +207,76 @@ fn generate(args: GenerateArgs) -> Result<()> {
         println!("provider {skipped} passed over: {why}");
     }
     println!("provider in use: {}", denoiser.provider);
-    let cancel = std::sync::atomic::AtomicBool::new(false);
-    let generated = smdim_inference::generate(&mut denoiser, &settings, &cancel, |_, _| {})?;
-    let options = WriteOptions {
-        tempo: args.tempo as f64,
-        track_name: "SMDIM",
-        ..Default::default()
+    if args.out.is_none() && args.tokens_out.is_none() {
+        bail!("nothing to write: pass --out FILE.mid and/or --tokens-out FILE.jsonl");
+    }
+    let mut tokens_out = match &args.tokens_out {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
     };
-    save_smf(&generated.phrase, &options, &args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    let phrase = &generated.phrase;
-    println!(
-        "model {} ({} tokens, SelectiveScan: {}), style {}, provider {}, {} steps ({} denoiser calls), generated in {:.0} ms (load {:.0} ms)",
-        model_path.display(),
-        generated.tokens.len(),
-        if args.no_native_scan { "ONNX Scan function" } else { "native kernel registered" },
-        generated.settings.style,
-        generated.provider,
-        generated.steps,
-        generated.denoiser_calls,
-        generated.elapsed.as_secs_f64() * 1000.0,
-        load_time.as_secs_f64() * 1000.0
-    );
-    println!(
-        "{} notes in {} bars of {}, pitches {}-{}, seed {} -> {}",
-        phrase.notes.len(),
-        phrase.bars,
-        phrase.time_signature,
-        phrase.lowest_pitch().unwrap_or(0),
-        phrase.highest_pitch().unwrap_or(0),
-        args.seed,
-        args.out.display()
-    );
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let count = args.count.max(1);
+    for k in 0..count {
+        let seed = args.seed.wrapping_add(k as u64);
+        let settings = GenerationSettings {
+            seed,
+            ..settings.clone()
+        };
+        let generated = smdim_inference::generate(&mut denoiser, &settings, &cancel, |_, _| {})?;
+        if let Some(file) = tokens_out.as_mut() {
+            use std::io::Write;
+            let line = serde_json::json!({"seed": seed, "tokens": generated.tokens});
+            writeln!(file, "{line}")?;
+        }
+        let out = args.out.as_ref().map(|out| {
+            if count == 1 {
+                out.clone()
+            } else {
+                let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+                out.with_file_name(format!("{stem}-{seed}.mid"))
+            }
+        });
+        if let Some(out) = &out {
+            let options = WriteOptions {
+                tempo: args.tempo as f64,
+                track_name: "SMDIM",
+                ..Default::default()
+            };
+            save_smf(&generated.phrase, &options, out)
+                .with_context(|| format!("writing {}", out.display()))?;
+        }
+        let phrase = &generated.phrase;
+        println!(
+            "model {} ({} tokens, SelectiveScan: {}), style {}, order {}, provider {}, {} steps ({} denoiser calls), generated in {:.0} ms (load {:.0} ms)",
+            model_path.display(),
+            generated.tokens.len(),
+            if args.no_native_scan { "ONNX Scan function" } else { "native kernel registered" },
+            generated.settings.style,
+            generated.order.id(),
+            generated.provider,
+            generated.steps,
+            generated.denoiser_calls,
+            generated.elapsed.as_secs_f64() * 1000.0,
+            load_time.as_secs_f64() * 1000.0
+        );
+        println!(
+            "{} notes in {} bars of {}, pitches {}-{}, seed {}{}",
+            phrase.notes.len(),
+            phrase.bars,
+            phrase.time_signature,
+            phrase.lowest_pitch().unwrap_or(0),
+            phrase.highest_pitch().unwrap_or(0),
+            seed,
+            out.map(|o| format!(" -> {}", o.display()))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(mut file) = tokens_out {
+        use std::io::Write;
+        file.flush()?;
+    }
     Ok(())
 }
 

@@ -58,7 +58,10 @@ fn check_phrase(
     assert_eq!(stats.relaxed_choices, 0);
     assert!(!tokens.contains(&vocab.mask_id()));
     // The end marker is the plan's, never the model's: it is still there, and dropped.
-    assert_eq!(&tokens[tokens.len() - 2..], &plan.tokens[plan.tokens.len() - 2..]);
+    assert_eq!(
+        &tokens[tokens.len() - 2..],
+        &plan.tokens[plan.tokens.len() - 2..]
+    );
     let decoded = decode(vocab, plan.phrase_tokens(&tokens));
     assert_eq!(decoded.report.skipped(), 0, "{:?}", decoded.report);
     let phrase = decoded.phrase;
@@ -81,8 +84,24 @@ fn check_phrase(
 #[test]
 fn default_request_many_seeds() {
     for seed in 0..40 {
-        check_phrase(&PhraseRequest::default(), seed, 16, 1.0, 0.95, Order::Random, 0.0);
-        check_phrase(&PhraseRequest::default(), seed, 16, 1.0, 0.95, Order::Confidence, 1.0);
+        check_phrase(
+            &PhraseRequest::default(),
+            seed,
+            16,
+            1.0,
+            0.95,
+            Order::Random,
+            0.0,
+        );
+        check_phrase(
+            &PhraseRequest::default(),
+            seed,
+            16,
+            1.0,
+            0.95,
+            Order::Confidence,
+            1.0,
+        );
     }
 }
 
@@ -122,7 +141,10 @@ fn bars_hold_different_numbers_of_notes() {
             differing += 1;
         }
     }
-    assert!(differing >= 8, "only {differing} of 10 phrases had uneven bars");
+    assert!(
+        differing >= 8,
+        "only {differing} of 10 phrases had uneven bars"
+    );
 }
 
 /// Confidence order keeps exactly the scheduled number of positions per step.
@@ -155,7 +177,13 @@ fn confidence_order_follows_its_schedule() {
     .unwrap();
     assert!(!tokens.contains(&vocab.mask_id()));
     let expected: Vec<usize> = (0..steps)
-        .map(|s| if s == 0 { 0 } else { committed_after(64, s - 1, steps) })
+        .map(|s| {
+            if s == 0 {
+                0
+            } else {
+                committed_after(64, s - 1, steps)
+            }
+        })
         .collect();
     assert_eq!(seen, expected);
     assert_eq!(stats.denoiser_calls, steps);

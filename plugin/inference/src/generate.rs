@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use smdim_engine::codec::decode;
 use smdim_engine::phrase::{Phrase, TimeSignature};
 use smdim_engine::sampler::constraints::{plan, Key, PhraseRequest};
-use smdim_engine::sampler::{sample, SampleError, SamplerSettings};
+use smdim_engine::sampler::{sample, Order, SampleError, SamplerSettings};
 use smdim_engine::vocab::{TokenId, Vocabulary};
 
 use crate::error::InferenceError;
@@ -39,6 +39,12 @@ pub struct GenerationSettings {
     /// this build does not know reads as the default too, so older and newer projects load.
     #[serde(default, deserialize_with = "crate::style::deserialize_lenient")]
     pub style: Style,
+    /// Unmasking order; `None` takes the model card's default.
+    #[serde(default)]
+    pub order: Option<Order>,
+    /// Confidence noise; `None` takes the model card's default.
+    #[serde(default)]
+    pub noise: Option<f64>,
 }
 
 impl Default for GenerationSettings {
@@ -51,14 +57,16 @@ impl Default for GenerationSettings {
             temperature: 1.0,
             top_p: 0.95,
             seed: 0,
-            density: 1.5,
+            density: Style::Melody.typical_density(),
             lowest_pitch: 48,
             highest_pitch: 84,
             key: None,
-            max_notes_per_onset: 3,
+            max_notes_per_onset: 4,
             velocity: 90,
             accent: 20,
             style: Style::default(),
+            order: None,
+            noise: None,
         }
     }
 }
@@ -81,10 +89,11 @@ impl GenerationSettings {
             time_signature: self.time_signature,
             tempo: Some(self.tempo),
             notes_per_quarter: self.density,
+            tokens_per_note: self.style.tokens_per_note(),
             lowest_pitch: self.lowest_pitch.min(127),
             highest_pitch: self.highest_pitch.min(127),
             key: self.parsed_key()?,
-            max_notes_per_onset: self.max_notes_per_onset,
+            max_notes_per_onset: self.style.max_notes_per_onset(self.max_notes_per_onset),
         })
     }
 }
@@ -96,6 +105,9 @@ pub struct Generated {
     pub tokens: Vec<TokenId>,
     pub settings: GenerationSettings,
     pub steps: u32,
+    /// The unmasking order used (the settings' or the card's default).
+    #[serde(default)]
+    pub order: Order,
     pub provider: Provider,
     pub elapsed: Duration,
     pub denoiser_calls: u32,
@@ -137,6 +149,13 @@ pub fn generate(
             1.0
         },
         seed: settings.seed,
+        order: settings
+            .order
+            .unwrap_or(denoiser.card.sampler.default_order),
+        noise: settings
+            .noise
+            .unwrap_or(denoiser.card.sampler.default_noise)
+            .clamp(0.0, 10.0),
     };
     let style = settings.style;
     let mut logits = |tokens: &[TokenId], out: &mut Vec<f32>| denoiser.logits(tokens, style, out);
@@ -154,6 +173,8 @@ pub fn generate(
         SampleError::Denoiser(e) => e,
         other => InferenceError::Run(other.to_string()),
     })?;
+    // The plan's end marker (the next bar's `Bar TimeSig`) is not part of the phrase.
+    let tokens = plan.phrase_tokens(&tokens).to_vec();
     let decoded = decode(vocab, &tokens);
     if decoded.report.skipped() > 0 || stats.relaxed_choices > 0 {
         // The constraints make this impossible; a failure here is a bug worth a clear message.
@@ -172,6 +193,7 @@ pub fn generate(
         provider: denoiser.provider,
         elapsed: started.elapsed(),
         denoiser_calls: stats.denoiser_calls,
+        order: sampler.order,
     })
 }
 

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::error::InferenceError;
 use crate::style::Style;
+use smdim_engine::sampler::Order;
 use smdim_engine::vocab::{Vocabulary, REMI_V1_JSON};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +26,11 @@ pub struct CardLength {
 #[derive(Debug, Clone, Deserialize)]
 pub struct CardSampler {
     pub default_steps: u32,
+    /// Chosen from the evaluation table; cards before the confidence order lack it.
+    #[serde(default)]
+    pub default_order: Order,
+    #[serde(default)]
+    pub default_noise: f64,
 }
 
 /// The parts of `*.card.json` the engine relies on (the card carries more for people).

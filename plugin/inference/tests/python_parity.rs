@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
-use smdim_engine::sampler::{sample, SamplerSettings};
+use smdim_engine::sampler::{sample, Order, SamplerSettings};
 use smdim_engine::Vocabulary;
 use smdim_inference::{Denoiser, ModelSource, SessionOptions, Style};
 
@@ -14,7 +14,13 @@ const LENGTH: usize = 64;
 const STEPS: u32 = 12;
 const SEEDS: u64 = 6;
 
-fn python_tokens(model: &std::path::Path, temperature: f64, top_p: f64) -> Vec<Vec<u32>> {
+fn python_tokens(
+    model: &std::path::Path,
+    temperature: f64,
+    top_p: f64,
+    order: Order,
+    noise: f64,
+) -> Vec<Vec<u32>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = root.join("model-export/.venv/bin/python");
     assert!(
@@ -27,8 +33,9 @@ fn python_tokens(model: &std::path::Path, temperature: f64, top_p: f64) -> Vec<V
          from smdim.diffusion import sample\n\
          from smdim.export import ort_session, ort_logits_fn\n\
          fn = ort_logits_fn(ort_session({model:?}, threads=1))\n\
-         print(json.dumps([sample(fn, {LENGTH}, steps={STEPS}, seed=s, temperature={temperature}, top_p={top_p})[0].tolist() for s in range({SEEDS})]))\n",
-        model = model.display().to_string()
+         print(json.dumps([sample(fn, {LENGTH}, steps={STEPS}, seed=s, temperature={temperature}, top_p={top_p}, order={order:?}, noise={noise:?})[0].tolist() for s in range({SEEDS})]))\n",
+        model = model.display().to_string(),
+        order = order.id()
     );
     let out = Command::new(&python)
         .arg("-c")
@@ -56,14 +63,31 @@ fn rust_sampler_equals_python_reference() {
             ..Default::default()
         };
         let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(&model), &options).unwrap();
-        for (temperature, top_p) in [(1.0, 1.0), (0.8, 0.9), (0.0, 1.0)] {
-            let expected = python_tokens(&model, temperature, top_p);
+        for (temperature, top_p, order, noise) in [
+            (1.0, 1.0, Order::Random, 0.0),
+            (0.8, 0.9, Order::Random, 0.0),
+            (0.0, 1.0, Order::Random, 0.0),
+            (1.0, 1.0, Order::Confidence, 0.0),
+            (0.8, 0.9, Order::Confidence, 1.0),
+            (0.0, 1.0, Order::Confidence, 2.5),
+        ] {
+            // Python runs the model's ONNX Scan function; the native kernel differs from it
+            // by ~1e-6 in the logits. The random order draws a few dozen tokens and never
+            // lands that close to a boundary; the confidence order draws a candidate for every
+            // masked position at every step and sorts near-equal scores, so it is compared
+            // bit for bit on the same kernel only.
+            if native_scan && order == Order::Confidence {
+                continue;
+            }
+            let expected = python_tokens(&model, temperature, top_p, order, noise);
             for (seed, want) in expected.iter().enumerate() {
                 let settings = SamplerSettings {
                     steps: STEPS,
                     temperature,
                     top_p,
                     seed: seed as u64,
+                    order,
+                    noise,
                 };
                 // Python's `ort_logits_fn` feeds style 0 (Any) unless told otherwise.
                 let mut logits =
@@ -78,7 +102,7 @@ fn rust_sampler_equals_python_reference() {
                     |_, _| {},
                 )
                 .unwrap();
-                assert_eq!(&got, want, "seed {seed}, temperature {temperature}, top_p {top_p}, native scan {native_scan}");
+                assert_eq!(&got, want, "seed {seed}, temperature {temperature}, top_p {top_p}, {order:?} noise {noise}, native scan {native_scan}");
             }
         }
     }

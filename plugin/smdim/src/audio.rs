@@ -274,6 +274,7 @@ mod tests {
             provider: Provider::Cpu,
             elapsed: Duration::ZERO,
             denoiser_calls: 1,
+            order: Default::default(),
         })
     }
 

@@ -76,6 +76,7 @@ mod tests {
             provider: Provider::Cpu,
             elapsed: Duration::ZERO,
             denoiser_calls: 1,
+            order: Default::default(),
         };
         let dir = std::env::temp_dir().join(format!("smdim-export-{}", std::process::id()));
         let ts = TimeSignature::new(3, 4).unwrap();

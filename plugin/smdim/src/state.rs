@@ -237,6 +237,7 @@ mod tests {
             provider: Provider::Cpu,
             elapsed: Duration::from_millis(12),
             denoiser_calls: 8,
+            order: Default::default(),
         })
     }
 

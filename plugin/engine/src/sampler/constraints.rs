@@ -407,15 +407,17 @@ impl Constraints {
             std::mem::swap(&mut states, &mut next);
         }
         let accept = self.accepting();
-        states.iter().zip(&accept).any(|(s, a)| {
-            (s.start && a.start) || s.r.iter().zip(&a.r).any(|(x, y)| x & y != 0)
-        })
+        states
+            .iter()
+            .zip(&accept)
+            .any(|(s, a)| (s.start && a.start) || s.r.iter().zip(&a.r).any(|(x, y)| x & y != 0))
     }
 
     /// The tokens allowed between forward states `before` and backward states `after`.
     fn allowed_between(&self, before: &[States], after: &[States], allowed: &mut [bool]) {
         let mut positions = 0u128;
-        let (mut pitch_ok, mut duration_ok, mut bar_ok, mut meter_ok) = (false, false, false, false);
+        let (mut pitch_ok, mut duration_ok, mut bar_ok, mut meter_ok) =
+            (false, false, false, false);
         for k in 0..self.bars {
             let (f, b) = (&before[k], &after[k]);
             let position_ok = if f.start {
@@ -424,8 +426,8 @@ impl Constraints {
                 above_lowest(f.any_r())
             };
             positions |= position_ok & b.p;
-            pitch_ok |= (f.p & b.q[1]) != 0
-                || (0..self.max_notes).any(|c| f.r[c] & b.q[c + 1] != 0);
+            pitch_ok |=
+                (f.p & b.q[1]) != 0 || (0..self.max_notes).any(|c| f.r[c] & b.q[c + 1] != 0);
             duration_ok |= (1..=self.max_notes).any(|c| f.q[c] & b.r[c] != 0);
             bar_ok |= k + 1 < self.bars && f.complete() && after[k + 1].open;
             meter_ok |= f.open && b.start;
@@ -659,7 +661,7 @@ pub fn plan(
     // The whole sequence (head + run + end marker) must be a multiple of the model's stride;
     // take the nearest such run length the grammar can fill, growth first.
     let multiple = length_multiple.max(1);
-    let fits = |free: usize| (head + free + 2) % multiple == 0;
+    let fits = |free: usize| (head + free + 2).is_multiple_of(multiple);
     let search = 64 * multiple;
     if head + target.saturating_sub(search) + 2 > max_len {
         // Far beyond the model: refuse before searching layouts of that length.
@@ -853,17 +855,9 @@ mod tests {
         let ok: Vec<usize> = (0..10).filter(|&n| c.fillable(n)).collect();
         assert_eq!(ok, vec![0, 3, 6, 9]);
         // Two bars: a bar line (2 tokens) must fit between them.
-        let two = plan(
-            vocab,
-            &PhraseRequest {
-                bars: 2,
-                ..request
-            },
-            1,
-            4096,
-        )
-        .unwrap()
-        .constraints;
+        let two = plan(vocab, &PhraseRequest { bars: 2, ..request }, 1, 4096)
+            .unwrap()
+            .constraints;
         let ok: Vec<usize> = (0..9).filter(|&n| two.fillable(n)).collect();
         assert_eq!(ok, vec![2, 5, 8]);
     }

@@ -463,8 +463,12 @@ pub fn sample<D: Denoise>(
                             settings,
                             &mut stats,
                         );
-                        let p =
-                            softmax_prob(&picker.row, token, settings.temperature, &mut picker.probs);
+                        let p = softmax_prob(
+                            &picker.row,
+                            token,
+                            settings.temperature,
+                            &mut picker.probs,
+                        );
                         let score = confidence_score(p, u_noise, settings.noise, t, steps);
                         candidates.push((score, i, token as TokenId));
                         // Later candidates are drawn as if this one were kept: every subset
