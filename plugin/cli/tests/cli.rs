@@ -268,3 +268,69 @@ fn a_model_without_styles_refuses_melody_and_runs_any() {
     );
     assert!(text.contains("style Any"), "{text}");
 }
+
+/// `--count N --tokens-out F`: N phrases from one model load, seeds seed..seed+N-1, one JSON
+/// line each with exactly the requested bars (the plan's end marker is not in the tokens);
+/// the same seed repeats its phrase, the order flag is honoured and reported.
+#[test]
+fn count_and_tokens_out_write_one_line_per_seed() {
+    let dir = std::env::temp_dir().join(format!("smdim-count-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |order: &str, name: &str| {
+        let jsonl = dir.join(name);
+        let out = smdim()
+            .args([
+                "generate",
+                "--bars",
+                "3",
+                "--seed",
+                "10",
+                "--count",
+                "3",
+                "--density",
+                "0.5",
+            ])
+            .args(["--order", order, "--style", "chorale", "--model"])
+            .arg(tiny_model())
+            .arg("--tokens-out")
+            .arg(&jsonl)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(text.matches(&format!("order {order}")).count(), 3, "{text}");
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        lines
+    };
+    let random = run("random", "random.jsonl");
+    assert_eq!(random.len(), 3);
+    let vocab = smdim_engine::Vocabulary::remi_v1();
+    for (k, line) in random.iter().enumerate() {
+        assert_eq!(line["seed"], 10 + k as u64);
+        let tokens: Vec<u32> = serde_json::from_value(line["tokens"].clone()).unwrap();
+        assert_eq!(tokens.iter().filter(|&&t| t == vocab.bar_id()).count(), 3);
+        let decoded = smdim_engine::codec::decode(vocab, &tokens);
+        assert_eq!(decoded.report.skipped(), 0);
+        assert_eq!(decoded.phrase.bars, 3);
+    }
+    assert_ne!(random[0]["tokens"], random[1]["tokens"]);
+    assert_eq!(run("random", "again.jsonl"), random);
+    assert_ne!(run("confidence", "confidence.jsonl"), random);
+    // Nothing to write is an error, not a silent no-op.
+    let out = smdim()
+        .args(["generate", "--model"])
+        .arg(tiny_model())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to write"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
