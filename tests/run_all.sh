@@ -9,10 +9,10 @@ step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "Debian packages"
 # g++: the PyTorch scan extension and nvcc's host compiler; xvfb..libx11-xcb1: the editor test under Xvfb; ardour: the
-# VST3 test in a real host.
+# VST3 test in a real host; fluidsynth + fluid-soundfont-gm (ffmpeg comes with imagemagick): the evaluation's audio renders.
 need=()
 for pkg in g++ python3-venv xvfb xdotool x11-apps imagemagick libegl1 libegl-mesa0 libgl1-mesa-dri \
-    libxkbcommon-x11-0 libx11-xcb1 ardour; do
+    libxkbcommon-x11-0 libx11-xcb1 ardour fluidsynth fluid-soundfont-gm ffmpeg; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})) && command -v apt-get >/dev/null; then
