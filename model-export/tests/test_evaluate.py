@@ -301,7 +301,8 @@ def test_end_to_end_on_a_tiny_model(tmp_path):
     assert onnx.with_suffix(".card.json").exists() and E.onnx_for_cli(onnx, tmp_path) == onnx
     rows.append(f"tiny melody onnx=onnx:{onnx},style=melody,length=64,steps=4")
     if E.cli_supports_tokens_out(E.CLI_BINARY):
-        rows.append(f"tiny melody constrained=cli:{ck},style=melody,steps=4")
+        # the tiny model takes 64 tokens: 2 sparse bars fit
+        rows.append(f"tiny melody constrained=cli:{ck},style=melody,steps=4,bars=2,density=0.5")
     out = tmp_path / "out"
     argv = ["--n", "4", "--out-dir", str(out), "--val-batches", "1", "--no-audio"]
     argv += ["--cache", str(tmp_path / "cache")]
