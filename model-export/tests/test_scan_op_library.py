@@ -145,12 +145,14 @@ def test_exported_tiny_model_with_library_matches_pytorch(scan_op_library, tmp_p
     for length in (64, 256):
         length = min(length, model.cfg.max_len)
         tokens = torch.randint(0, model.cfg.vocab_size, (2, length), generator=g)
+        style = torch.tensor([1, 2])
         with torch.no_grad():
-            ref = model(tokens).numpy()
-        (got,) = with_lib.run(["logits"], {"tokens": tokens.numpy()})
+            ref = model(tokens, style).numpy()
+        feed = {"tokens": tokens.numpy(), "style": style.numpy()}
+        (got,) = with_lib.run(["logits"], feed)
         err = float(np.abs(got - ref).max())
         assert err < 1e-4, f"L={length}: kernel vs PyTorch max abs err {err}"
-        (fb,) = fallback.run(["logits"], {"tokens": tokens.numpy()})
+        (fb,) = fallback.run(["logits"], feed)
         assert float(np.abs(got - fb).max()) < 1e-4
     # The registered kernel ran (the fallback function would show up as Scan nodes instead).
     ops = _executed_op_types(with_lib)
