@@ -100,6 +100,7 @@ def train(
     fp16_final: bool = False,
     progress_bar: bool = True,
     sitting_s: float | None = None,
+    init: Path | None = None,
 ) -> dict:
     from tqdm import tqdm
 
@@ -119,6 +120,13 @@ def train(
     amp = device.type == "cuda"
     step, elapsed0 = 0, 0.0
     ckpt_path = out / "ckpt.pt"
+    if init is not None and not (resume and ckpt_path.exists()):
+        # Start from shipped EMA weights (e.g. checkpoints/*-ema-fp16.pt) with a new schedule.
+        weights = torch.load(init, map_location=device)["ema"]
+        weights = {k: t.float() if t.is_floating_point() else t for k, t in weights.items()}
+        model.load_state_dict(weights)
+        ema.load_state_dict(weights)
+        print(f"initialised from {init}")
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device)
         model.load_state_dict(ck["model"])
@@ -272,6 +280,7 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", type=Path, default=None, help="start from these EMA weights")
     ap.add_argument("--fp16-final", action="store_true", help="store final EMA weights as fp16")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
@@ -297,6 +306,7 @@ def main(argv=None) -> None:
         a.fp16_final,
         not a.no_progress,
         a.sitting,
+        a.init,
     )
 
 

@@ -272,3 +272,20 @@ def test_resume_continues_the_run(tmp_path):
     assert second["steps"] == 12 and second["train_seconds"] >= first["train_seconds"]
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step") and rows[-1].startswith("12,")
+
+
+def test_init_from_shipped_ema_weights(tmp_path):
+    from dataclasses import replace
+
+    from smdim.train import load_final, train
+
+    cfg = get_config("tiny")
+    cfg = replace(cfg, train=replace(cfg.train, max_steps=4, eval_every=100))
+    train(cfg, tmp_path / "a", torch.device("cpu"), progress_bar=False, fp16_final=True)
+    src, _, _ = load_final(tmp_path / "a" / "final_ema.pt")
+    zero = replace(cfg, train=replace(cfg.train, max_steps=0))
+    train(zero, tmp_path / "b", torch.device("cpu"), progress_bar=False,
+          init=tmp_path / "a" / "final_ema.pt")  # fmt: skip
+    got, _, _ = load_final(tmp_path / "b" / "final_ema.pt")
+    for (k, a), b in zip(src.state_dict().items(), got.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
