@@ -223,6 +223,10 @@ pub struct Constraints {
     max_notes: usize,
     /// The run holds bars 1..=bars: `bars - 1` bar lines are the model's to place.
     bars: usize,
+    /// Bar line j (1-based) may stand only within `bar_window` slots of where it would be if
+    /// every bar held the same number of tokens: bars breathe (a held note, a run of quavers)
+    /// but one bar cannot swallow the phrase while others stay empty.
+    bar_window: usize,
 }
 
 /// Automaton states inside one bar at one slot boundary: `start` (right after `Bar TimeSig`),
@@ -334,7 +338,18 @@ impl Constraints {
         }))
     }
 
-    fn forward(&self, s: &[States], slot: Slot, out: &mut [States]) {
+    /// Whether bar line `line` (1-based) may stand at run offset `offset`.
+    fn bar_line_ok(&self, line: usize, offset: usize) -> bool {
+        if line == 0 || line >= self.bars {
+            return false;
+        }
+        let run = self.run.end - self.run.start;
+        let content = run.saturating_sub(2 * (self.bars - 1)) as f64 / self.bars as f64;
+        let expected = line as f64 * content + 2.0 * (line as f64 - 1.0);
+        (offset as f64 - expected).abs() <= self.bar_window as f64
+    }
+
+    fn forward(&self, s: &[States], slot: Slot, offset: usize, out: &mut [States]) {
         out.fill(States::default());
         for k in 0..self.bars {
             let st = &s[k];
@@ -361,19 +376,20 @@ impl Constraints {
             if slot.allows(Class::Meter) && st.open {
                 n.start = true;
             }
-            if slot.allows(Class::Bar) && k + 1 < self.bars && st.complete() {
+            if slot.allows(Class::Bar) && self.bar_line_ok(k + 1, offset) && st.complete() {
                 out[k + 1].open = true;
             }
         }
     }
 
-    fn backward(&self, after: &[States], slot: Slot, out: &mut [States]) {
+    fn backward(&self, after: &[States], slot: Slot, offset: usize, out: &mut [States]) {
         out.fill(States::default());
         let all = self.position_mask();
         for k in 0..self.bars {
             let a = &after[k];
             let positions = slot.position().map_or(0, |m| a.p & m);
-            let bar_next = slot.allows(Class::Bar) && k + 1 < self.bars && after[k + 1].open;
+            let bar_next =
+                slot.allows(Class::Bar) && self.bar_line_ok(k + 1, offset) && after[k + 1].open;
             let b = &mut out[k];
             b.start = positions != 0 || bar_next;
             b.open = slot.allows(Class::Meter) && a.start;
@@ -400,10 +416,18 @@ impl Constraints {
 
     /// Whether the run, all masked, with `free` slots can spell the phrase.
     fn fillable(&self, free: usize) -> bool {
+        // The bar-line windows depend on the run's length: judge this length's layout.
+        let mut sized = self.clone();
+        sized.run.end = sized.run.start + free;
+        sized.fillable_as_is()
+    }
+
+    fn fillable_as_is(&self) -> bool {
+        let free = self.run.end - self.run.start;
         let mut states = self.initial();
         let mut next = states.clone();
-        for _ in 0..free {
-            self.forward(&states, Slot(None), &mut next);
+        for offset in 0..free {
+            self.forward(&states, Slot(None), offset, &mut next);
             std::mem::swap(&mut states, &mut next);
         }
         let accept = self.accepting();
@@ -414,7 +438,13 @@ impl Constraints {
     }
 
     /// The tokens allowed between forward states `before` and backward states `after`.
-    fn allowed_between(&self, before: &[States], after: &[States], allowed: &mut [bool]) {
+    fn allowed_between(
+        &self,
+        before: &[States],
+        after: &[States],
+        offset: usize,
+        allowed: &mut [bool],
+    ) {
         let mut positions = 0u128;
         let (mut pitch_ok, mut duration_ok, mut bar_ok, mut meter_ok) =
             (false, false, false, false);
@@ -429,7 +459,7 @@ impl Constraints {
             pitch_ok |=
                 (f.p & b.q[1]) != 0 || (0..self.max_notes).any(|c| f.r[c] & b.q[c + 1] != 0);
             duration_ok |= (1..=self.max_notes).any(|c| f.q[c] & b.r[c] != 0);
-            bar_ok |= k + 1 < self.bars && f.complete() && after[k + 1].open;
+            bar_ok |= self.bar_line_ok(k + 1, offset) && f.complete() && after[k + 1].open;
             meter_ok |= f.open && b.start;
         }
         for (id, slot) in allowed.iter_mut().enumerate() {
@@ -456,7 +486,12 @@ impl Constraints {
         let mut next = states.clone();
         checkpoints[n_checks - 1] = states.clone();
         for b in (0..n).rev() {
-            self.backward(&states, self.slot(tokens[run.start + b], mask), &mut next);
+            self.backward(
+                &states,
+                self.slot(tokens[run.start + b], mask),
+                b,
+                &mut next,
+            );
             std::mem::swap(&mut states, &mut next);
             if b % SEGMENT == 0 {
                 checkpoints[b / SEGMENT] = states.clone();
@@ -511,7 +546,13 @@ impl Sweep<'_> {
 
     fn step(&mut self, token: TokenId) {
         let c = self.constraints;
-        c.forward(&self.forward, c.slot(token, self.mask), &mut self.scratch);
+        let offset = self.next_slot - c.run.start;
+        c.forward(
+            &self.forward,
+            c.slot(token, self.mask),
+            offset,
+            &mut self.scratch,
+        );
         std::mem::swap(&mut self.forward, &mut self.scratch);
         self.next_slot += 1;
     }
@@ -539,7 +580,7 @@ impl Sweep<'_> {
             for b in (base + 2..=top).rev() {
                 let (lower, upper) = self.segment.split_at_mut(b - base - 1);
                 let slot = c.slot(self.snapshot[b - 1], self.mask);
-                c.backward(&upper[0], slot, &mut lower[b - base - 2]);
+                c.backward(&upper[0], slot, b - 1, &mut lower[b - base - 2]);
             }
             self.segment_index = seg;
         }
@@ -554,8 +595,12 @@ impl Sweep<'_> {
         }
         self.catch_up(tokens, i);
         let index = self.backward_after(i);
-        self.constraints
-            .allowed_between(&self.forward, &self.segment[index], allowed);
+        self.constraints.allowed_between(
+            &self.forward,
+            &self.segment[index],
+            i - self.constraints.run.start,
+            allowed,
+        );
         true
     }
 
@@ -643,6 +688,7 @@ pub fn plan(
             .max_notes_per_onset
             .clamp(1, MAX_NOTES_PER_ONSET_LIMIT) as usize,
         bars,
+        bar_window: 0,
     };
 
     let density = if request.notes_per_quarter.is_finite() {
@@ -658,6 +704,10 @@ pub fn plan(
     // The notes' tokens plus the model's bar lines.
     let notes = density * ts.bar_quarters() * bars as f64;
     let target = (per_note * notes).round() as usize + 2 * (bars - 1);
+    // Bars breathe within ±40 % of the mean bar (real tunes: 7.4 ± 2.3 onsets a bar), and
+    // never less than a note's worth.
+    let mean_bar = (per_note * notes / bars as f64).max(1.0);
+    constraints.bar_window = ((0.4 * mean_bar).round() as usize).max(3);
     // The whole sequence (head + run + end marker) must be a multiple of the model's stride;
     // take the nearest such run length the grammar can fill, growth first.
     let multiple = length_multiple.max(1);
