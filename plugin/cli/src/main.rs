@@ -118,7 +118,7 @@ struct GenerateArgs {
     #[arg(long, default_value = "4/4")]
     meter: String,
     /// Average notes per quarter note over the phrase (default: typical of the style, e.g.
-    /// 2.0 for a melody, 4.5 for a chorale).
+    /// 1.85 for a melody, 4.5 for a chorale).
     #[arg(long)]
     density: Option<f64>,
     #[arg(long, default_value_t = 4)]
