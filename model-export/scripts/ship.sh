@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Export the model chosen by the evaluation to models/smdim-default.onnx (+ card with its
-# metrics from docs/model/metrics.json). Usage: scripts/ship.sh CKPT "ROW NAME" [STEPS]
+# metrics from docs/model/metrics.json). Usage: scripts/ship.sh CKPT "ROW NAME" [STEPS [export flags]]
+# The shipped model: scripts/ship.sh runs/default/final_ema.pt "SMDIM melody, constrained (plugin)" 32 \
+#   --order random --top-p 0.95 --style-order chorale=confidence:3
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CKPT="$1"; ROW="$2"; STEPS="${3:-32}"
+CKPT="$1"; ROW="$2"; STEPS="${3:-32}"; shift $(( $# < 3 ? $# : 3 ))
 .venv/bin/python - "$ROW" <<'PY'
 import json, sys
 metrics = json.load(open("../docs/model/metrics.json"))
@@ -16,4 +18,4 @@ out = {"row": row, **rows[row],
 json.dump(out, open("runs/ship_metrics.json", "w"), indent=1, default=float)
 PY
 exec .venv/bin/python -m smdim.export --ckpt "$CKPT" --out ../models/smdim-default.onnx \
-  --metrics runs/ship_metrics.json --steps "$STEPS"
+  --metrics runs/ship_metrics.json --steps "$STEPS" "$@"

@@ -342,6 +342,13 @@ def main(argv=None) -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-p", type=float, default=1.0)
     ap.add_argument(
+        "--style-order",
+        action="append",
+        default=[],
+        metavar="STYLE=ORDER[:NOISE]",
+        help="per-style default order (and noise), e.g. chorale=confidence:3",
+    )
+    ap.add_argument(
         "--ops-lib",
         type=Path,
         default=REPO / "target/ops/libsmdim_scan_op.so",
@@ -373,7 +380,13 @@ def main(argv=None) -> None:
         "default_noise": a.noise,
         "default_temperature": a.temperature,
         "default_top_p": a.top_p,
+        "styles": {},
     }
+    for spec in a.style_order:
+        style, _, rest = spec.partition("=")
+        order, _, noise = rest.partition(":")
+        assert style in STYLES and order in ("random", "confidence"), spec
+        sampler["styles"][style] = {"order": order, "noise": float(noise or 0.0)}
     card = write_card(a.out, model, cfg, summary, metrics, extra, sampler)
     print(
         f"wrote {a.out} ({a.out.stat().st_size / 1e6:.1f} MB, "

@@ -136,6 +136,7 @@ pub fn generate(
         .steps
         .unwrap_or(denoiser.card.sampler.default_steps)
         .clamp(1, 1000);
+    let (default_order, default_noise) = denoiser.card.sampler.defaults_for(settings.style.id());
     let sampler = SamplerSettings {
         steps,
         temperature: if settings.temperature.is_finite() {
@@ -149,13 +150,8 @@ pub fn generate(
             1.0
         },
         seed: settings.seed,
-        order: settings
-            .order
-            .unwrap_or(denoiser.card.sampler.default_order),
-        noise: settings
-            .noise
-            .unwrap_or(denoiser.card.sampler.default_noise)
-            .clamp(0.0, 10.0),
+        order: settings.order.unwrap_or(default_order),
+        noise: settings.noise.unwrap_or(default_noise).clamp(0.0, 10.0),
     };
     let style = settings.style;
     let mut logits = |tokens: &[TokenId], out: &mut Vec<f32>| denoiser.logits(tokens, style, out);

@@ -31,6 +31,29 @@ pub struct CardSampler {
     pub default_order: Order,
     #[serde(default)]
     pub default_noise: f64,
+    /// Per-style overrides of order and noise (style id → settings), chosen from the
+    /// evaluation: e.g. chorales meet their targets in confidence order, melodies in random.
+    #[serde(default)]
+    pub styles: std::collections::BTreeMap<String, StyleSampler>,
+}
+
+/// A style's sampler defaults in the card.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StyleSampler {
+    pub order: Order,
+    #[serde(default)]
+    pub noise: f64,
+}
+
+impl CardSampler {
+    /// The default (order, noise) for `style_id`: its override, else the card's default.
+    pub fn defaults_for(&self, style_id: &str) -> (Order, f64) {
+        self.styles
+            .get(style_id)
+            .map_or((self.default_order, self.default_noise), |s| {
+                (s.order, s.noise)
+            })
+    }
 }
 
 /// The parts of `*.card.json` the engine relies on (the card carries more for people).
@@ -196,5 +219,21 @@ mod tests {
         card["styles"] = serde_json::json!(["any", "melody", "chorale", "hymn"]);
         let card = ModelCard::parse(&card.to_string()).unwrap();
         assert!(card.has_style(Style::Chorale));
+    }
+
+    #[test]
+    fn sampler_defaults_per_style() {
+        let mut card: serde_json::Value = serde_json::from_str(STYLED).unwrap();
+        let plain = ModelCard::parse(&card.to_string()).unwrap();
+        assert_eq!(plain.sampler.defaults_for("chorale"), (Order::Random, 0.0));
+        card["sampler"]["default_order"] = serde_json::json!("random");
+        card["sampler"]["styles"] =
+            serde_json::json!({"chorale": {"order": "confidence", "noise": 3.0}});
+        let card = ModelCard::parse(&card.to_string()).unwrap();
+        assert_eq!(
+            card.sampler.defaults_for("chorale"),
+            (Order::Confidence, 3.0)
+        );
+        assert_eq!(card.sampler.defaults_for("melody"), (Order::Random, 0.0));
     }
 }
