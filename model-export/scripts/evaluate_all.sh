@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Three tables, run side by side (one core each): what users hear (docs/model/RESULTS.md), raw
 # unconstrained sampling (docs/model/raw/RESULTS.md) and the sampler choice at n = 128
-# (docs/model/sampler/RESULTS.md, no audio).
+# (docs/model/sampler/RESULTS.md, no audio), then Chorale in confidence order at n = 512
+# (docs/model/chorale_confidence/RESULTS.md).
 EVAL=(nice -n 15 .venv/bin/python -m smdim.evaluate)
 "${EVAL[@]}" --n 512 --rows-file scripts/eval_rows.txt "$@" &
 main=$!
@@ -19,4 +20,6 @@ raw=$!
 wait "$raw"
 "${EVAL[@]}" --n 128 --rows-file scripts/eval_rows_sampler.txt --out-dir ../docs/model/sampler \
     --no-audio "$@"
+"${EVAL[@]}" --n 512 --rows-file scripts/eval_rows_chorale_confidence.txt \
+    --out-dir ../docs/model/chorale_confidence --no-audio "$@"
 wait "$main"
