@@ -178,12 +178,7 @@ def sample(
     (every masked position draws a candidate; the most confident ones are kept, as many as
     `committed_after` says; `noise` scales the annealed Gumbel noise on the confidence).
     Returns int64 [batch, length]. Deterministic per seed; see docs/model/SAMPLER.md."""
-    if order == "confidence":
-        return _sample_confidence(
-            logits_fn, length, batch, steps, seed, temperature, top_p, fixed, allowed,
-            allow_pad, mask_id, noise,
-        )  # fmt: skip
-    if order != "random":
+    if order not in ("random", "confidence"):
         raise ValueError(f"unknown order {order!r}: random or confidence")
     v = load_vocab()
     mask_id = v.mask_id if mask_id is None else mask_id
@@ -195,6 +190,10 @@ def sample(
     if allowed is not None:
         ban |= ~allowed
     rngs = [SplitMix64(seed + r) for r in range(batch)]
+    if order == "confidence":
+        return _unmask_by_confidence(
+            logits_fn, x, ban, rngs, mask_id, steps, temperature, top_p, noise
+        )
     for t in range(steps, 0, -1):
         newly = np.zeros_like(x, dtype=bool)
         for r in range(batch):
@@ -211,20 +210,11 @@ def sample(
     return x
 
 
-def _sample_confidence(
-    logits_fn, length, batch, steps, seed, temperature, top_p, fixed, allowed, allow_pad,
-    mask_id, noise,
-) -> np.ndarray:  # fmt: skip
-    v = load_vocab()
-    mask_id = v.mask_id if mask_id is None else mask_id
-    x = np.full((batch, length), mask_id, dtype=np.int64)
-    if fixed is not None:
-        x = np.where(fixed >= 0, fixed, x).astype(np.int64)
-    ban = np.zeros(v.size, dtype=bool)
-    ban[banned_ids(allow_pad)] = True
-    if allowed is not None:
-        ban |= ~allowed
-    rngs = [SplitMix64(seed + r) for r in range(batch)]
+def _unmask_by_confidence(
+    logits_fn, x, ban, rngs, mask_id, steps, temperature, top_p, noise
+) -> np.ndarray:
+    """The confidence order of `sample`, on its prepared tokens, bans and row streams."""
+    batch = x.shape[0]
     n0 = (x == mask_id).sum(1)
     for s in range(steps):
         t = steps - s
