@@ -94,6 +94,14 @@ _DEFAULT = Config(
     ),
     TrainConfig(batch_size=16, seq_len=512, lr=1e-3, warmup=200, eval_every=200),
 )
+# The default model fine-tuned to 2,048 tokens (64 dense bars): same weights and width, a
+# position table four times as long (see Denoiser.load_extending), whole windows of 2,048.
+_LONG = replace(
+    _DEFAULT,
+    name="long",
+    model=replace(_DEFAULT.model, max_len=2048),
+    train=replace(_DEFAULT.train, batch_size=4, seq_len=2048, lr=5e-4, warmup=100),
+)
 _LARGE = Config(
     "large",
     ModelConfig(max_len=1024, d_embed=128, d_model=256, n_blocks=5, ffn_mult=3, dropout=0.1),
@@ -115,6 +123,7 @@ CONFIGS: dict[str, Config] = {
     for c in (
         _TINY,
         _DEFAULT,
+        _LONG,
         _LARGE,
         _transformer(_TINY, 3),
         _transformer(_DEFAULT, 5),

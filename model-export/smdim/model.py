@@ -136,6 +136,16 @@ class Denoiser(nn.Module):
         x = self.up(self.norm(x).transpose(1, 2)).transpose(1, 2)  # [B, L, E]
         return self.head(self.head_norm(x))
 
+    def load_extending(self, weights: dict[str, torch.Tensor]) -> None:
+        """Load weights trained at a shorter `max_len`: the position table is tiled, so every
+        window of the old length starts with exactly the old positions (short phrases keep the
+        trained model's behaviour) and fine-tuning learns what lies beyond."""
+        pos = weights.get("pos")
+        if pos is not None and pos.shape[1] < self.pos.shape[1]:
+            reps = -(-self.pos.shape[1] // pos.shape[1])
+            weights = {**weights, "pos": pos.repeat(1, reps, 1)[:, : self.pos.shape[1]]}
+        self.load_state_dict(weights)
+
     def set_scan_impl(self, impl: str) -> None:
         for m in self.modules():
             if isinstance(m, Mamba):

@@ -124,8 +124,8 @@ def train(
         # Start from shipped EMA weights (e.g. checkpoints/*-ema-fp16.pt) with a new schedule.
         weights = torch.load(init, map_location=device)["ema"]
         weights = {k: t.float() if t.is_floating_point() else t for k, t in weights.items()}
-        model.load_state_dict(weights)
-        ema.load_state_dict(weights)
+        model.load_extending(weights)
+        ema.load_extending(weights)
         print(f"initialised from {init}")
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device)
