@@ -334,3 +334,45 @@ fn count_and_tokens_out_write_one_line_per_seed() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to write"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The CLI writes its output file and nothing else: no ONNX Runtime telemetry under HOME.
+#[test]
+fn generate_writes_nothing_outside_its_output() {
+    let home = std::env::temp_dir().join(format!("smdim-cli-home-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let out_path = home.join("phrase.mid");
+    let out = smdim()
+        .args([
+            "generate",
+            "--bars",
+            "1",
+            "--density",
+            "0.5",
+            "--seed",
+            "3",
+            "--model",
+        ])
+        .arg(tiny_model())
+        .arg("--out")
+        .arg(&out_path)
+        .env("HOME", &home)
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("ORT_DISABLE_TELEMETRY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written: Vec<_> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(written, vec![std::ffi::OsString::from("phrase.mid")]);
+    std::fs::remove_dir_all(&home).unwrap();
+}

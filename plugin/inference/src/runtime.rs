@@ -316,12 +316,26 @@ pub fn load(extra_dirs: &[PathBuf], want_gpu: bool) -> Result<Runtime, Inference
     }
 }
 
+/// ONNX Runtime's own switch for its telemetry (Microsoft's builds collect by default).
+const DISABLE_TELEMETRY_ENV: &str = "ORT_DISABLE_TELEMETRY";
+
 fn init(path: &Path) -> Result<ort::environment::Environment, String> {
+    // Microsoft's Linux builds start their telemetry (a device id and a queue of events naming
+    // the process, OS and CPU under ~/.cache/Microsoft/DeveloperTools) when the environment is
+    // created, before `with_telemetry(false)` can switch events off; only this variable stops
+    // that. It is set once per process, under `LOADED`'s lock, before the library is first
+    // used; a user's own value is left alone.
+    if std::env::var_os(DISABLE_TELEMETRY_ENV).is_none() {
+        std::env::set_var(DISABLE_TELEMETRY_ENV, "1");
+    }
     // ort may panic on a library it cannot use (e.g. missing symbols); keep that inside.
     let result = std::panic::catch_unwind(|| {
         let builder = ort::init_from(path).map_err(|e| e.to_string())?;
+        // A local tool collects nothing: Microsoft's builds enable telemetry by default, which on
+        // Linux also writes a device id and an event queue under ~/.cache/Microsoft.
         builder
             .with_name("smdim")
+            .with_telemetry(false)
             .build()
             .map_err(|e| e.to_string())
     });
