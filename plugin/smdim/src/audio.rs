@@ -153,7 +153,7 @@ impl Audio {
             loop {
                 match next_in.take() {
                     Some(e) if e.timing() <= event.sample => {
-                        if params.pass_through {
+                        if params.pass_through && forwarded(&e) {
                             io.send(e);
                         }
                         next_in = io.next_incoming();
@@ -167,7 +167,7 @@ impl Audio {
             io.send(to_note_event(event, self.channel));
         }
         while let Some(e) = next_in {
-            if params.pass_through {
+            if params.pass_through && forwarded(&e) {
                 io.send(e);
             }
             next_in = io.next_incoming();
@@ -226,6 +226,25 @@ fn playhead(transport: &Transport, phrase: &Phrase, mode: PlaybackMode) -> f64 {
     let in_bar = rel - bar_index * bar;
     let len = phrase.bars.max(1) as f64;
     bar_index.rem_euclid(len) * bar + in_bar
+}
+
+/// Pass-through forwards notes and MIDI messages but never per-note expressions: nice-plug would
+/// send them on as CLAP note expressions, and Bitwig 6.1's engine crashes on those from a plugin
+/// (docs/plugin.md, "Host quirks"). Poly modulation and mono automation target this plugin's own
+/// parameters and mean nothing downstream.
+fn forwarded<S>(event: &NoteEvent<S>) -> bool {
+    !matches!(
+        event,
+        NoteEvent::PolyPressure { .. }
+            | NoteEvent::PolyVolume { .. }
+            | NoteEvent::PolyPan { .. }
+            | NoteEvent::PolyTuning { .. }
+            | NoteEvent::PolyVibrato { .. }
+            | NoteEvent::PolyExpression { .. }
+            | NoteEvent::PolyBrightness { .. }
+            | NoteEvent::PolyModulation { .. }
+            | NoteEvent::MonoAutomation { .. }
+    )
 }
 
 fn to_note_event<S>(event: &smdim_engine::NoteEvent, channel: u8) -> NoteEvent<S> {
@@ -301,6 +320,54 @@ mod tests {
             pass_through: true,
             generate: false,
         }
+    }
+
+    #[test]
+    fn pass_through_never_forwards_note_expressions() {
+        let (session, _requests) = Session::new();
+        let mut audio = Audio::default();
+        let transport = Transport::playing_at(48_000.0, 120.0, 0.0);
+        let expression = |timing| NoteEvent::<()>::PolyTuning {
+            timing,
+            voice_id: VoiceID::Wildcard,
+            channel: Channel::Number(0),
+            key: Key::Number(60),
+            tuning: 0.5,
+        };
+        let mut io = TestIo {
+            // Popped from the end: latest first.
+            incoming: vec![
+                NoteEvent::PolyPressure {
+                    timing: 40,
+                    voice_id: VoiceID::Wildcard,
+                    channel: Channel::Number(0),
+                    key: Key::Number(60),
+                    pressure: 0.7,
+                },
+                expression(30),
+                NoteEvent::MidiCC {
+                    timing: 20,
+                    channel: 0,
+                    cc: 64,
+                    value: 1.0,
+                },
+                NoteEvent::NoteOn {
+                    timing: 10,
+                    voice_id: VoiceID::Wildcard,
+                    channel: Channel::Number(0),
+                    key: Key::Number(60),
+                    velocity: 0.5,
+                },
+            ],
+            out: Vec::new(),
+        };
+        audio.process(&session, &transport, 512, params(), &mut io);
+        let timings: Vec<u32> = io.out.iter().map(|e| e.timing()).collect();
+        assert_eq!(
+            timings,
+            vec![10, 20],
+            "the note and the sustain pedal, no expressions"
+        );
     }
 
     #[test]
