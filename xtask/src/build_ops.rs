@@ -25,8 +25,8 @@ use crate::wheels::{self, PinnedWheel};
 pub const SASS_ARCHS: [u32; 4] = [80, 86, 89, 90];
 pub const PTX_ARCH: u32 = 90;
 
-/// nvcc and what it needs from PyPI (CUDA 13.0, the version the GPU pack's runtime has).
-/// Hashes from the files PyPI served on 2026-11-27.
+/// nvcc and what it needs from PyPI (CUDA 13.0; the runtime wheel is the GPU pack's own pin,
+/// [`wheels::CUDA_RUNTIME_X86_64`]). Hashes from the files PyPI served on 2026-11-27.
 const CUDA_TOOLCHAIN_X86_64: [PinnedWheel; 4] = [
     PinnedWheel {
         package: "nvidia-cuda-nvcc",
@@ -34,12 +34,7 @@ const CUDA_TOOLCHAIN_X86_64: [PinnedWheel; 4] = [
         file: "nvidia_cuda_nvcc-13.0.88-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
         sha256: "56fe502eb77625a12f25172caa3cdddb4e4c8ba2c8c17dba44b164761b380f03",
     },
-    PinnedWheel {
-        package: "nvidia-cuda-runtime",
-        version: "13.0.96",
-        file: "nvidia_cuda_runtime-13.0.96-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
-        sha256: "7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548",
-    },
+    wheels::CUDA_RUNTIME_X86_64,
     PinnedWheel {
         package: "nvidia-cuda-crt",
         version: "13.0.88",
@@ -61,13 +56,7 @@ const CUDA_TOOLCHAIN_AARCH64: [PinnedWheel; 4] = [
         file: "nvidia_cuda_nvcc-13.0.88-py3-none-manylinux2014_aarch64.manylinux_2_17_aarch64.whl",
         sha256: "c7ff28f86a24effdc6c034fa15230c549a273e4771b10a7fec14996f8cf3307f",
     },
-    PinnedWheel {
-        package: "nvidia-cuda-runtime",
-        version: "13.0.96",
-        file:
-            "nvidia_cuda_runtime-13.0.96-py3-none-manylinux2014_aarch64.manylinux_2_17_aarch64.whl",
-        sha256: "ef9bcbe90493a2b9d810e43d249adb3d02e98dd30200d86607d8d02687c43f55",
-    },
+    wheels::CUDA_RUNTIME_AARCH64,
     PinnedWheel {
         package: "nvidia-cuda-crt",
         version: "13.0.88",
@@ -295,6 +284,26 @@ mod tests {
         std::fs::write(&source, "__global__ void k(int) {}").unwrap();
         assert_ne!(kernel_stamp(&root).unwrap(), before);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_toolchain_and_the_gpu_pack_share_one_cuda_runtime_pin() {
+        let runtime = |pins: &[PinnedWheel]| -> Vec<(&str, &str, &str)> {
+            pins.iter()
+                .filter(|w| w.package == "nvidia-cuda-runtime")
+                .map(|w| (w.version, w.file, w.sha256))
+                .collect()
+        };
+        let x86 = wheels::CUDA_RUNTIME_X86_64;
+        let pin = [(x86.version, x86.file, x86.sha256)];
+        assert_eq!(runtime(&CUDA_TOOLCHAIN_X86_64), pin);
+        assert_eq!(runtime(crate::gpu_pack::WHEELS), pin);
+        let arm = wheels::CUDA_RUNTIME_AARCH64;
+        assert_eq!(
+            runtime(&CUDA_TOOLCHAIN_AARCH64),
+            [(arm.version, arm.file, arm.sha256)]
+        );
+        assert_eq!(arm.version, x86.version);
     }
 
     #[test]

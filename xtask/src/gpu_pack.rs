@@ -50,12 +50,7 @@ pub const WHEELS: &[PinnedWheel] = &[
         file: "onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl",
         sha256: "05d548956197b9d01f59b625de740e0d6be3593f874e241a12dc0362650ecdf7",
     },
-    PinnedWheel {
-        package: "nvidia-cuda-runtime",
-        version: "13.0.96",
-        file: "nvidia_cuda_runtime-13.0.96-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
-        sha256: "7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548",
-    },
+    wheels::CUDA_RUNTIME_X86_64,
     PinnedWheel {
         package: "nvidia-cublas",
         version: "13.1.0.3",

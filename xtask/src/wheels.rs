@@ -24,6 +24,24 @@ pub struct PinnedWheel {
     pub sha256: &'static str,
 }
 
+/// `nvidia-cuda-runtime` 13.0.96 (CUDA 13.0 update 2), pinned once: `build-ops` unpacks it
+/// beside nvcc (the runtime headers it compiles against) and the GPU pack ships its
+/// `libcudart` (`gpu_pack::WHEELS`). Hashes from the files PyPI served on 2026-11-27.
+pub const CUDA_RUNTIME_X86_64: PinnedWheel = PinnedWheel {
+    package: "nvidia-cuda-runtime",
+    version: "13.0.96",
+    file: "nvidia_cuda_runtime-13.0.96-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+    sha256: "7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548",
+};
+
+/// [`CUDA_RUNTIME_X86_64`] for Linux aarch64 (`build-ops` only; the GPU pack is x86_64).
+pub const CUDA_RUNTIME_AARCH64: PinnedWheel = PinnedWheel {
+    package: "nvidia-cuda-runtime",
+    version: "13.0.96",
+    file: "nvidia_cuda_runtime-13.0.96-py3-none-manylinux2014_aarch64.manylinux_2_17_aarch64.whl",
+    sha256: "ef9bcbe90493a2b9d810e43d249adb3d02e98dd30200d86607d8d02687c43f55",
+};
+
 /// The Python interpreter that runs pip (`PYTHON`, default `python3`).
 pub fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use smdim_engine::sampler::{sample, SamplerSettings, SplitMix64};
 use smdim_engine::Vocabulary;
-use smdim_inference::{generate, Denoiser, GenerationSettings, ModelSource, SessionOptions, Style};
+use smdim_inference::{generate, Denoiser, GenerationSettings, LoadOptions, ModelSource, Style};
 
 use crate::BenchArgs;
 
@@ -79,7 +79,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let source = ModelSource::from_onnx_path(&args.model);
     let load = |native_scan| {
-        let options = SessionOptions {
+        let options = LoadOptions {
             native_scan,
             threads: args.threads,
             ..Default::default()
@@ -130,7 +130,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(path) = smdim_inference::model::default_model_path() {
         println!("\nshipped model {}: 8-bar phrase at default settings (constrained sampling), median of 3 seeds", path.display());
         for native_scan in [true, false] {
-            let options = SessionOptions {
+            let options = LoadOptions {
                 native_scan,
                 threads: args.threads,
                 ..Default::default()

@@ -1,17 +1,137 @@
 //! `smdim`: the command-line face of the engine.
 
 use std::io::Read;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::builder::RangedU64ValueParser;
+use clap::{value_parser, Parser, Subcommand};
 use smdim_engine::codec::{decode, parse_token_text, Encoder};
-use smdim_engine::midi_file::{load_smf, save_smf, WriteOptions};
+use smdim_engine::midi_file::{self, load_smf, save_smf, WriteOptions};
+use smdim_engine::sampler::constraints::{MAX_NOTES_PER_ONSET_LIMIT, NOTES_PER_QUARTER};
 use smdim_engine::sampler::Order;
-use smdim_engine::Vocabulary;
-use smdim_inference::Style;
+use smdim_engine::theory::Key;
+use smdim_engine::{TimeSignature, Token, Vocabulary};
+use smdim_inference::generate as limits;
+use smdim_inference::{ProviderChoice, Style};
 
 mod bench;
+
+/// A number in `range`, else an error naming the range (and `unit`, when there is one).
+fn number_in(
+    range: RangeInclusive<f64>,
+    unit: &'static str,
+) -> impl Fn(&str) -> std::result::Result<f64, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let allowed = || {
+            let unit = if unit.is_empty() {
+                String::new()
+            } else {
+                format!(" {unit}")
+            };
+            format!("must be from {} to {}{unit}", range.start(), range.end())
+        };
+        let value: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("not a number; {}", allowed()))?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(allowed())
+        }
+    }
+}
+
+/// Integers `range` as clap's value-parser range (`1..=64`).
+fn int_range(range: RangeInclusive<u32>) -> RangeInclusive<i64> {
+    *range.start() as i64..=*range.end() as i64
+}
+
+/// `--tempo`: quarter notes per minute the MIDI file can hold as asked.
+fn parse_tempo(text: &str) -> std::result::Result<f64, String> {
+    number_in(midi_file::TEMPO, "quarter notes per minute")(text)
+}
+
+/// `generate --tempo`: as [`parse_tempo`], held as the settings hold it.
+fn parse_tempo_f32(text: &str) -> std::result::Result<f32, String> {
+    parse_tempo(text)?;
+    text.trim().parse().map_err(|e| format!("{e}"))
+}
+
+/// `--key`: a key, or `none` for no key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KeyArg(Option<Key>);
+
+fn parse_key(text: &str) -> std::result::Result<KeyArg, String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(KeyArg(None));
+    }
+    Key::parse(text)
+        .map(|key| KeyArg(Some(key)))
+        .ok_or_else(|| {
+            format!(
+                "unknown key; try {} (a tonic C..B with # or b, then major, minor, \
+             harmonic-minor, dorian, mixolydian, major-pentatonic or minor-pentatonic), or none",
+                Key::EXAMPLES
+            )
+        })
+}
+
+/// `--pitch-range`: `low-high`, MIDI pitches 0-127, low <= high.
+fn parse_pitch_range(text: &str) -> std::result::Result<(u8, u8), String> {
+    const USAGE: &str =
+        "looks like 48-84: lowest-highest MIDI pitch, each 0-127, lowest <= highest";
+    let (low, high) = text.split_once('-').ok_or(USAGE)?;
+    let pitch = |p: &str| {
+        p.trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|&p| p <= 127)
+            .ok_or(USAGE)
+    };
+    let (low, high) = (pitch(low)?, pitch(high)?);
+    if low > high {
+        return Err(format!("lowest {low} is above highest {high}; {USAGE}"));
+    }
+    Ok((low, high))
+}
+
+/// `--meter`: a time signature the model's vocabulary has.
+fn parse_meter(text: &str) -> std::result::Result<TimeSignature, String> {
+    let vocab = Vocabulary::remi_v1();
+    let meters: Vec<TimeSignature> = vocab
+        .tokens()
+        .iter()
+        .filter_map(|t| match t {
+            Token::TimeSig(ts) => Some(*ts),
+            _ => None,
+        })
+        .collect();
+    let choices = || {
+        meters
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let ts = text
+        .split_once('/')
+        .and_then(|(n, d)| TimeSignature::new(n.trim().parse().ok()?, d.trim().parse().ok()?))
+        .ok_or_else(|| format!("not a time signature; choose {}", choices()))?;
+    if !meters.contains(&ts) {
+        return Err(format!("the model has no {ts} meter; choose {}", choices()));
+    }
+    Ok(ts)
+}
+
+/// `--provider`: validated here, kept as typed (the id the summary prints).
+fn parse_provider(text: &str) -> std::result::Result<String, String> {
+    ProviderChoice::parse(text)
+        .map(|_| text.to_string())
+        .ok_or_else(|| "unknown provider; choose cpu, cuda, tensorrt or auto".to_string())
+}
 
 /// `--order`: random or confidence.
 fn parse_order(text: &str) -> std::result::Result<Order, String> {
@@ -42,8 +162,8 @@ enum Command {
         input: PathBuf,
         #[arg(long, short)]
         out: PathBuf,
-        /// Tempo written to the file (default: the tokens' tempo, else 120).
-        #[arg(long)]
+        /// Tempo written to the file, 4-1000 (default: the tokens' tempo, else 120).
+        #[arg(long, value_parser = parse_tempo)]
         tempo: Option<f64>,
     },
     /// Print what a MIDI file contains, as SMDIM reads it.
@@ -64,12 +184,13 @@ struct BenchArgs {
     /// PyTorch timings of the same weights (torch.json from tests/bench/torch_reference.py).
     #[arg(long)]
     torch: Option<PathBuf>,
-    #[arg(long, default_value = "256,512,1024,2048", value_delimiter = ',')]
+    #[arg(long, default_value = "256,512,1024,2048", value_delimiter = ',',
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     lengths: Vec<usize>,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     threads: usize,
     /// Diffusion steps for whole-sampling runs (default: the model card's).
-    #[arg(long)]
+    #[arg(long, value_parser = value_parser!(u32).range(int_range(limits::STEPS)))]
     steps: Option<u32>,
     /// Style for every run: any, melody or chorale (Melody and Chorale need a style-conditioned
     /// model).
@@ -79,10 +200,11 @@ struct BenchArgs {
 
 #[derive(clap::Args)]
 struct GenerateArgs {
-    #[arg(long, default_value_t = 8)]
+    /// Bars in the phrase, 1-64.
+    #[arg(long, default_value_t = 8, value_parser = value_parser!(u32).range(int_range(limits::BARS)))]
     bars: u32,
-    /// Quarter notes per minute (written to the file and given to the model).
-    #[arg(long, default_value_t = 120.0)]
+    /// Quarter notes per minute, 4-1000 (written to the file and given to the model).
+    #[arg(long, default_value_t = 120.0, value_parser = parse_tempo_f32)]
     tempo: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -90,45 +212,49 @@ struct GenerateArgs {
     #[arg(long, short)]
     out: Option<PathBuf>,
     /// Phrases to generate, with seeds seed, seed+1, ... (the model loads once).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = value_parser!(u32).range(1..))]
     count: u32,
     /// Also write every phrase's tokens as JSON lines `{"seed": s, "tokens": [...]}`.
     #[arg(long, value_name = "FILE")]
     tokens_out: Option<PathBuf>,
-    /// Diffusion steps (default: the model card's).
-    #[arg(long)]
+    /// Diffusion steps, 1-1000 (default: the model card's).
+    #[arg(long, value_parser = value_parser!(u32).range(int_range(limits::STEPS)))]
     steps: Option<u32>,
     /// Unmasking order, random or confidence (default: the model card's).
     #[arg(long, value_parser = parse_order)]
     order: Option<Order>,
-    /// Gumbel noise on confidences, confidence order only (default: the model card's).
-    #[arg(long)]
+    /// Gumbel noise on confidences, 0-10, confidence order only (default: the model card's).
+    #[arg(long, value_parser = number_in(limits::NOISE, ""))]
     noise: Option<f64>,
-    #[arg(long, default_value_t = 1.0)]
+    /// Sampling temperature, 0-5.
+    #[arg(long, default_value_t = 1.0, value_parser = number_in(limits::TEMPERATURE, ""))]
     temperature: f64,
-    #[arg(long, default_value_t = 0.95)]
+    /// Nucleus sampling mass, 0.01-1.
+    #[arg(long, default_value_t = 0.95, value_parser = number_in(limits::TOP_P, ""))]
     top_p: f64,
     /// Lowest-highest MIDI pitch, e.g. 48-84.
-    #[arg(long, default_value = "48-84")]
-    pitch_range: String,
-    /// Key and scale, e.g. D-minor, F#-dorian, Bb-major-pentatonic.
-    #[arg(long)]
-    key: Option<String>,
+    #[arg(long, default_value = "48-84", value_parser = parse_pitch_range)]
+    pitch_range: (u8, u8),
+    /// Key and scale, e.g. D-minor, F#-dorian, Bb-major-pentatonic (default: none).
+    #[arg(long, value_parser = parse_key)]
+    key: Option<KeyArg>,
     /// Time signature, e.g. 4/4, 3/4, 6/8.
-    #[arg(long, default_value = "4/4")]
-    meter: String,
-    /// Average notes per quarter note over the phrase (default: typical of the style, e.g.
-    /// 1.85 for a melody, 4.5 for a chorale).
-    #[arg(long)]
+    #[arg(long, default_value = "4/4", value_parser = parse_meter)]
+    meter: TimeSignature,
+    /// Average notes per quarter note over the phrase, 0.1-8 (default: typical of the style,
+    /// e.g. 1.85 for a melody, 4.5 for a chorale).
+    #[arg(long, value_parser = number_in(NOTES_PER_QUARTER, "notes per quarter note"))]
     density: Option<f64>,
-    #[arg(long, default_value_t = 4)]
+    /// At most this many notes start together, 1-12.
+    #[arg(long, default_value_t = 4,
+          value_parser = value_parser!(u32).range(1..=MAX_NOTES_PER_ONSET_LIMIT as i64))]
     max_notes_per_onset: u32,
     /// any, melody (a folk-tune line) or chorale (four voices). Melody and chorale need a
     /// style-conditioned model (its card lists `styles`).
     #[arg(long, default_value = "melody", value_parser = parse_style)]
     style: Style,
     /// cpu, cuda, tensorrt or auto (falls back towards the CPU).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = parse_provider)]
     provider: String,
     /// TensorRT engine cache folder (default: the per-user cache, e.g. ~/.cache/smdim/tensorrt).
     /// The first run with TensorRT builds an engine there, which takes minutes.
@@ -137,31 +263,18 @@ struct GenerateArgs {
     /// ONNX model (default: the shipped models/smdim-default.onnx).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Inference threads (default: half the cores).
-    #[arg(long)]
+    /// Inference threads, at least 1 (default: half the cores).
+    #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     threads: Option<usize>,
     /// Run the model's built-in Scan fallback instead of the native scan kernel.
     #[arg(long)]
     no_native_scan: bool,
 }
 
-fn parse_meter(text: &str) -> Result<smdim_engine::TimeSignature> {
-    let (n, d) = text.split_once('/').context("meter looks like 4/4")?;
-    smdim_engine::TimeSignature::new(n.trim().parse()?, d.trim().parse()?)
-        .with_context(|| format!("{text} is not a time signature"))
-}
-
 fn generate(args: GenerateArgs) -> Result<()> {
-    use smdim_inference::{
-        Denoiser, GenerationSettings, ModelSource, ProviderChoice, SessionOptions,
-    };
+    use smdim_inference::{Denoiser, GenerationSettings, LoadOptions, ModelSource};
 
-    let (low, high) = args
-        .pitch_range
-        .split_once('-')
-        .and_then(|(a, b)| Some((a.trim().parse::<u8>().ok()?, b.trim().parse::<u8>().ok()?)))
-        .filter(|(a, b)| a <= b && *b < 128)
-        .context("--pitch-range looks like 48-84 (MIDI pitches, low-high)")?;
+    let (low, high) = args.pitch_range;
     let provider = ProviderChoice::parse(&args.provider)
         .context("--provider is cpu, cuda, tensorrt or auto")?;
     let model_path = match args.model {
@@ -169,20 +282,20 @@ fn generate(args: GenerateArgs) -> Result<()> {
         None => smdim_inference::model::default_model_path()
             .context("no model found: pass --model, set SMDIM_MODEL, or keep models/smdim-default.onnx beside the binary")?,
     };
-    let mut options = SessionOptions {
+    let mut options = LoadOptions {
         provider,
         native_scan: !args.no_native_scan,
         ..Default::default()
     };
     if let Some(threads) = args.threads {
-        options.threads = threads.max(1);
+        options.threads = threads;
     }
     if let Some(dir) = args.tensorrt_cache {
         options.tensorrt_cache = Some(dir);
     }
     let settings = GenerationSettings {
         bars: args.bars,
-        time_signature: parse_meter(&args.meter)?,
+        time_signature: args.meter,
         tempo: args.tempo,
         steps: args.steps,
         temperature: args.temperature,
@@ -193,12 +306,11 @@ fn generate(args: GenerateArgs) -> Result<()> {
         noise: args.noise,
         lowest_pitch: low,
         highest_pitch: high,
-        key: args.key,
+        key: args.key.and_then(|k| k.0),
         max_notes_per_onset: args.max_notes_per_onset,
         style: args.style,
         ..Default::default()
     };
-    settings.parsed_key()?;
 
     let load_start = std::time::Instant::now();
     let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(&model_path), &options)?;
@@ -217,7 +329,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
         None => None,
     };
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    let count = args.count.max(1);
+    let count = args.count;
     for k in 0..count {
         let seed = args.seed.wrapping_add(k as u64);
         let settings = GenerationSettings {
@@ -414,8 +526,93 @@ mod tests {
         assert_eq!(defaults.style, Style::Melody);
         assert_eq!(
             defaults.tensorrt_cache, None,
-            "SessionOptions' per-user default applies"
+            "LoadOptions' per-user default applies"
         );
+    }
+
+    fn generate_args(extra: &[&str]) -> GenerateArgs {
+        let mut args = vec!["smdim", "generate", "-o", "x.mid"];
+        args.extend_from_slice(extra);
+        match Cli::try_parse_from(args).unwrap().command {
+            Command::Generate(args) => args,
+            _ => panic!("not generate"),
+        }
+    }
+
+    /// The ends of every range are accepted as given, not moved.
+    #[test]
+    fn range_ends_are_accepted_as_given() {
+        let low = generate_args(&[
+            "--bars=1",
+            "--tempo=4",
+            "--steps=1",
+            "--temperature=0",
+            "--top-p=0.01",
+            "--noise=0",
+            "--density=0.1",
+            "--max-notes-per-onset=1",
+            "--pitch-range=0-0",
+            "--threads=1",
+        ]);
+        assert_eq!((low.bars, low.tempo, low.steps), (1, 4.0, Some(1)));
+        assert_eq!(
+            (low.temperature, low.top_p, low.noise),
+            (0.0, 0.01, Some(0.0))
+        );
+        assert_eq!((low.density, low.max_notes_per_onset), (Some(0.1), 1));
+        assert_eq!((low.pitch_range, low.threads), ((0, 0), Some(1)));
+        let high = generate_args(&[
+            "--bars=64",
+            "--tempo=1000",
+            "--steps=1000",
+            "--temperature=5",
+            "--top-p=1",
+            "--noise=10",
+            "--density=8",
+            "--max-notes-per-onset=12",
+            "--pitch-range=0-127",
+        ]);
+        assert_eq!(
+            (high.bars, high.tempo, high.steps),
+            (64, 1000.0, Some(1000))
+        );
+        assert_eq!(
+            (high.temperature, high.top_p, high.noise),
+            (5.0, 1.0, Some(10.0))
+        );
+        assert_eq!((high.density, high.max_notes_per_onset), (Some(8.0), 12));
+        assert_eq!(high.pitch_range, (0, 127));
+        let defaults = generate_args(&[]);
+        assert_eq!(
+            (defaults.bars, defaults.tempo, defaults.steps),
+            (8, 120.0, None)
+        );
+        assert_eq!(defaults.pitch_range, (48, 84));
+        assert_eq!(defaults.meter, TimeSignature::FOUR_FOUR);
+        assert_eq!(defaults.key, None);
+    }
+
+    /// `--key` is parsed once, here: any spelling `Key::parse` reads, or `none`.
+    #[test]
+    fn key_flag_parses_to_a_key() {
+        assert_eq!(
+            generate_args(&["--key", "Bb-major"]).key,
+            Some(KeyArg(Key::parse("A#-major")))
+        );
+        assert_eq!(
+            generate_args(&["--key", "F#-dorian"]).key,
+            Some(KeyArg(Key::parse("F#-dorian")))
+        );
+        assert_eq!(generate_args(&["--key", "none"]).key, Some(KeyArg(None)));
+        assert_eq!(
+            generate_args(&["--meter", "6/8"]).meter,
+            TimeSignature::new(6, 8).unwrap()
+        );
+        let err = Cli::try_parse_from(["smdim", "generate", "-o", "x", "--key", "Q-minor"])
+            .err()
+            .expect("Q is no note");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(err.to_string().contains(Key::EXAMPLES), "{err}");
     }
 
     #[test]

@@ -376,3 +376,164 @@ fn generate_writes_nothing_outside_its_output() {
     assert_eq!(written, vec![std::ffi::OsString::from("phrase.mid")]);
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+/// Out-of-range values are usage errors naming the allowed range, before any model loads; none
+/// is quietly clamped (`--bars 0` was 1 bar, `--tempo nan` 120 bpm, `--steps 0` one step).
+#[test]
+fn out_of_range_values_are_errors_naming_the_range() {
+    let generate = |flag: &str, value: &str| {
+        vec![
+            "generate".to_string(),
+            "--out".into(),
+            "/dev/null".into(),
+            format!("{flag}={value}"),
+        ]
+    };
+    let mut cases: Vec<(Vec<String>, &str)> = vec![
+        (generate("--bars", "0"), "1..=64"),
+        (generate("--bars", "100000"), "1..=64"),
+        (
+            generate("--tempo", "0"),
+            "from 4 to 1000 quarter notes per minute",
+        ),
+        (
+            generate("--tempo", "nan"),
+            "from 4 to 1000 quarter notes per minute",
+        ),
+        (
+            generate("--tempo", "inf"),
+            "from 4 to 1000 quarter notes per minute",
+        ),
+        (
+            generate("--tempo", "1001"),
+            "from 4 to 1000 quarter notes per minute",
+        ),
+        (
+            generate("--tempo", "fast"),
+            "from 4 to 1000 quarter notes per minute",
+        ),
+        (generate("--steps", "0"), "1..=1000"),
+        (generate("--steps", "1001"), "1..=1000"),
+        (generate("--count", "0"), "is not in 1.."),
+        (generate("--temperature", "-1"), "from 0 to 5"),
+        (generate("--temperature", "nan"), "from 0 to 5"),
+        (generate("--top-p", "0"), "from 0.01 to 1"),
+        (generate("--top-p", "1.5"), "from 0.01 to 1"),
+        (generate("--noise", "11"), "from 0 to 10"),
+        (
+            generate("--density", "0"),
+            "from 0.1 to 8 notes per quarter note",
+        ),
+        (
+            generate("--density", "nan"),
+            "from 0.1 to 8 notes per quarter note",
+        ),
+        (generate("--max-notes-per-onset", "0"), "1..=12"),
+        (generate("--max-notes-per-onset", "13"), "1..=12"),
+        (
+            generate("--pitch-range", "20-200"),
+            "each 0-127, lowest <= highest",
+        ),
+        (
+            generate("--pitch-range", "90-20"),
+            "each 0-127, lowest <= highest",
+        ),
+        (
+            generate("--pitch-range", "60"),
+            "each 0-127, lowest <= highest",
+        ),
+        (
+            generate("--key", "H-minor"),
+            "try D-minor, F#-dorian, Bb-major",
+        ),
+        (generate("--meter", "7/16"), "choose 3/8, 6/8"),
+        (generate("--meter", "four"), "choose 3/8, 6/8"),
+        (generate("--threads", "0"), "is not in 1.."),
+        (
+            generate("--provider", "banana"),
+            "cpu, cuda, tensorrt or auto",
+        ),
+    ];
+    let others: [(&[&str], &str); 4] = [
+        (
+            &[
+                "tokens-to-midi",
+                "in.txt",
+                "--out",
+                "/dev/null",
+                "--tempo=0",
+            ],
+            "from 4 to 1000 quarter notes per minute",
+        ),
+        (
+            &["bench", "--model", "m.onnx", "--threads=0"],
+            "is not in 1..",
+        ),
+        (&["bench", "--model", "m.onnx", "--steps=0"], "1..=1000"),
+        (
+            &["bench", "--model", "m.onnx", "--lengths=0"],
+            "is not in 1..",
+        ),
+    ];
+    for (args, expected) in others {
+        cases.push((args.iter().map(|a| a.to_string()).collect(), expected));
+    }
+    for (args, expected) in cases {
+        let out = smdim()
+            .args(&args)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?} is a usage error: {err}"
+        );
+        let value = args.last().unwrap().split_once('=').unwrap().1;
+        assert!(
+            err.contains(&format!("invalid value '{value}'")),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected {expected:?} in {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// An error's cause is printed once: the message holds it, the `Caused by:` chain does not
+/// repeat it.
+#[test]
+fn an_error_s_cause_is_printed_once() {
+    let dir = std::env::temp_dir().join(format!("smdim-cli-cause-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.mid");
+    std::fs::write(&bad, b"MThd\0\0\0\x06\0\x01\0\x02\x01").unwrap();
+    let out = smdim()
+        .arg("midi-info")
+        .arg(&bad)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a valid MIDI file: "), "{err}");
+    assert_eq!(err.matches("invalid midi header").count(), 1, "{err}");
+
+    let tokens = dir.join("t.txt");
+    std::fs::write(&tokens, golden_tokens("waltz_3_4")).unwrap();
+    let out = smdim()
+        .arg("tokens-to-midi")
+        .arg(&tokens)
+        .args(["--out", "/nonexistent/dir/x.mid"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("writing /nonexistent/dir/x.mid"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -6,6 +6,7 @@
 //! - [`midi_file`]: Standard MIDI Files in and out.
 //! - [`scheduler`]: turns a phrase plus the host transport into sample-accurate note events on
 //!   the audio thread, without allocating.
+//! - [`theory`]: note names, scales and keys, defined once.
 
 pub mod codec;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod midi_file;
 pub mod phrase;
 pub mod sampler;
 pub mod scheduler;
+pub mod theory;
 pub mod vocab;
 
 pub use codec::{decode, DecodeReport, Decoded, Encoder, SkipReason};
@@ -22,4 +24,5 @@ pub use phrase::{Note, Phrase, TimeSignature, PPQ};
 pub use scheduler::{
     EventBuffer, NoteEvent, NoteEventKind, PlaybackMode, Scheduler, SwitchMode, Transport,
 };
+pub use theory::{Key, Scale};
 pub use vocab::{Token, TokenId, Vocabulary};

@@ -25,6 +25,10 @@ pub struct WriteOptions<'a> {
     pub channel: u8,
 }
 
+/// Tempos a file is written at as asked (quarter notes per minute); others are clamped to
+/// them, and one that is not a positive number is written as 120.
+pub const TEMPO: std::ops::RangeInclusive<f64> = 4.0..=1000.0;
+
 impl Default for WriteOptions<'_> {
     fn default() -> Self {
         WriteOptions {
@@ -39,7 +43,7 @@ impl Default for WriteOptions<'_> {
 /// Renders the phrase as SMF bytes.
 pub fn write_smf(phrase: &Phrase, options: &WriteOptions) -> Result<Vec<u8>, MidiError> {
     let tempo = if options.tempo.is_finite() && options.tempo > 0.0 {
-        options.tempo.clamp(4.0, 1000.0)
+        options.tempo.clamp(*TEMPO.start(), *TEMPO.end())
     } else {
         120.0
     };

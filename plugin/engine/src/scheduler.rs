@@ -240,6 +240,10 @@ pub struct Scheduler<P> {
     expected: Option<(f64, f64)>,
     /// Set when a bar-line switch could not happen this block (retire slot full).
     switch_blocked: bool,
+    /// The last block's bar geometry; `None` while stopped or on a garbage transport.
+    grid: Option<Grid>,
+    /// Where the current phrase is at the end of the last block, in quarter notes.
+    playhead: Option<f64>,
 }
 
 impl<P: Borrow<Phrase>> Default for Scheduler<P> {
@@ -261,7 +265,16 @@ impl<P: Borrow<Phrase>> Scheduler<P> {
             sounding_count: 0,
             expected: None,
             switch_blocked: false,
+            grid: None,
+            playhead: None,
         }
+    }
+
+    /// The position inside the current phrase (quarter notes from its start) at the end of the
+    /// last block; `None` when it is not playing: stopped, Off, Once before its first bar or
+    /// after its last.
+    pub fn playhead(&self) -> Option<f64> {
+        self.playhead
     }
 
     pub fn current(&self) -> Option<&P> {
@@ -340,11 +353,24 @@ impl<P: Borrow<Phrase>> Scheduler<P> {
 
     /// Produces this block's events into `out` (cleared first), sorted by sample.
     pub fn process(&mut self, transport: &Transport, block_len: u32, out: &mut EventBuffer) {
+        self.process_block(transport, block_len, out);
+        self.playhead = match (self.grid, self.expected) {
+            (Some(grid), Some((host_pos, _))) => {
+                let bar = grid.bar_index(host_pos);
+                self.phrase_bar(bar)
+                    .map(|k| k as f64 * grid.bar + (host_pos - grid.bar_start(bar)))
+            }
+            _ => None,
+        };
+    }
+
+    fn process_block(&mut self, transport: &Transport, block_len: u32, out: &mut EventBuffer) {
         out.clear();
         self.switch_blocked = false;
         if block_len == 0 {
             return;
         }
+        self.grid = None;
         if !transport.playing || !transport.is_sane() {
             self.release_all_at(0, out);
             self.expected = None;
@@ -374,6 +400,7 @@ impl<P: Borrow<Phrase>> Scheduler<P> {
             bar,
             block_len,
         };
+        self.grid = Some(grid);
         let threshold = RELOCATE_THRESHOLD.max(2.0 / grid.spq);
         let reported = transport.pos_beats;
         // Hosts report rounded positions (Ardour: to 1/1920 beat, up to ±6 samples at 120 bpm

@@ -24,32 +24,15 @@ fn random_denoiser(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check_phrase(
-    request: &PhraseRequest,
-    seed: u64,
-    steps: u32,
-    temperature: f64,
-    top_p: f64,
-    order: Order,
-    noise: f64,
-) {
+fn check_phrase(request: &PhraseRequest, settings: &SamplerSettings) {
     let vocab = Vocabulary::remi_v1();
     let plan = plan(vocab, request, 4, 4096).unwrap();
-    let settings = SamplerSettings {
-        steps,
-        temperature,
-        top_p,
-        seed,
-        order,
-        noise,
-    };
-    let mut denoiser = random_denoiser(seed ^ 0xABCD, vocab.len());
+    let mut denoiser = random_denoiser(settings.seed ^ 0xABCD, vocab.len());
     let (tokens, stats) = sample(
         vocab,
         &mut denoiser,
         &plan.tokens,
-        &settings,
+        settings,
         Some(&plan.constraints),
         &AtomicBool::new(false),
         |_, _| {},
@@ -84,24 +67,21 @@ fn check_phrase(
 #[test]
 fn default_request_many_seeds() {
     for seed in 0..40 {
-        check_phrase(
-            &PhraseRequest::default(),
+        let settings = SamplerSettings {
+            steps: 16,
+            temperature: 1.0,
+            top_p: 0.95,
             seed,
-            16,
-            1.0,
-            0.95,
-            Order::Random,
-            0.0,
-        );
-        check_phrase(
-            &PhraseRequest::default(),
-            seed,
-            16,
-            1.0,
-            0.95,
-            Order::Confidence,
-            1.0,
-        );
+            order: Order::Random,
+            noise: 0.0,
+        };
+        check_phrase(&PhraseRequest::default(), &settings);
+        let confidence = SamplerSettings {
+            order: Order::Confidence,
+            noise: 1.0,
+            ..settings
+        };
+        check_phrase(&PhraseRequest::default(), &confidence);
     }
 }
 
@@ -205,15 +185,31 @@ fn a_bar_near_capacity_still_fits_the_model() {
         max_notes_per_onset: 1,
         tokens_per_note: 3.0,
     };
-    check_phrase(&request, 0, 1, 0.0, 0.5, Order::Random, 0.0);
-    check_phrase(&request, 3, 16, 1.0, 0.95, Order::Confidence, 0.0);
+    let one_greedy_step = SamplerSettings {
+        steps: 1,
+        temperature: 0.0,
+        top_p: 0.5,
+        seed: 0,
+        order: Order::Random,
+        noise: 0.0,
+    };
+    check_phrase(&request, &one_greedy_step);
+    let confidence = SamplerSettings {
+        steps: 16,
+        temperature: 1.0,
+        top_p: 0.95,
+        seed: 3,
+        order: Order::Confidence,
+        noise: 0.0,
+    };
+    check_phrase(&request, &confidence);
     // A density above what one bar can hold: the bar is filled to capacity, not refused.
     let over_full = PhraseRequest {
         bars: 1,
         notes_per_quarter: 3.980267233106328,
         ..request
     };
-    check_phrase(&over_full, 0, 1, 0.0, 0.5, Order::Random, 0.0);
+    check_phrase(&over_full, &one_greedy_step);
 }
 
 proptest! {
@@ -251,7 +247,8 @@ proptest! {
             max_notes_per_onset: max_notes,
             tokens_per_note,
         };
-        check_phrase(&request, seed, steps, temperature, top_p, order, noise);
+        let settings = SamplerSettings { steps, temperature, top_p, seed, order, noise };
+        check_phrase(&request, &settings);
     }
 }
 

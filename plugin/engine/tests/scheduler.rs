@@ -316,6 +316,45 @@ fn once_mode_plays_the_phrase_once_from_the_next_bar() {
 }
 
 #[test]
+fn the_playhead_follows_the_mode_and_never_wraps_in_once_mode() {
+    // 120 bpm at 48 kHz: 24,000 samples per quarter, a 4/4 bar every 96,000.
+    let phrase = four_four(2, &[(0, Q, 60), (4 * Q, Q, 62)]);
+    let mut host = Host::new(Transport::playing_at(48_000.0, 120.0, 1.0), phrase);
+    host.scheduler.set_mode(PlaybackMode::Once);
+    let mut seen = Vec::new();
+    while host.sample < 96_000 * 5 {
+        // 487 samples (prime): no block ends exactly on a bar line.
+        host.block(487);
+        // Quarter notes at the end of the block, and where the scheduler says the phrase is.
+        let quarter = 1.0 + host.sample as f64 / 24_000.0;
+        seen.push((quarter, host.scheduler.playhead()));
+    }
+    for (quarter, playhead) in seen {
+        // Once starts at the bar line at quarter 4 and lasts two bars (quarters 4..12).
+        if (4.0..12.0).contains(&quarter) {
+            let at = playhead.unwrap_or_else(|| panic!("no playhead at quarter {quarter}"));
+            assert!((at - (quarter - 4.0)).abs() < 1e-6, "{at} at {quarter}");
+        } else {
+            assert_eq!(
+                playhead, None,
+                "quarter {quarter}: the phrase is not playing"
+            );
+        }
+    }
+
+    // Loop: bar n of the host plays bar n mod 2 of the phrase.
+    host.scheduler.set_mode(PlaybackMode::Loop);
+    host.block(487);
+    let quarter = 1.0 + host.sample as f64 / 24_000.0;
+    let at = host.scheduler.playhead().expect("looping");
+    assert!(
+        (at - quarter.rem_euclid(8.0)).abs() < 1e-6,
+        "{at} at {quarter}"
+    );
+    host.finish();
+}
+
+#[test]
 fn off_mode_silences() {
     let phrase = four_four(1, &[(0, 4 * Q, 60)]);
     let mut host = Host::new(Transport::playing_at(48_000.0, 120.0, 0.0), phrase);

@@ -40,6 +40,42 @@ pub enum InferenceError {
     Plan(#[from] PlanError),
     #[error("generation cancelled")]
     Cancelled,
-    #[error("the generation worker has stopped")]
-    WorkerGone,
+}
+
+/// Why an execution provider was passed over for the next one in the chain. Shown to the user as
+/// "CUDA unavailable: {reason} → running on CPU", so each message says what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FallbackReason {
+    #[error("GPU pack not found (looked in {}; run `cargo xtask fetch-ort --gpu`, or set {})", .looked_in.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "), crate::runtime::GPU_PACK_ENV)]
+    PackNotFound { looked_in: Vec<PathBuf> },
+    #[error("GPU pack manifest {}: {message}", .path.display())]
+    PackManifest { path: PathBuf, message: String },
+    /// One of the pack's NVIDIA libraries (named by its file name) failed to load.
+    #[error("{name} failed to load: {message}")]
+    PackLibrary { name: String, message: String },
+    #[error("the GPU pack exists for Linux x86_64 only")]
+    PackPlatform,
+    #[error("the GPU pack's ONNX Runtime {} could not be loaded: {message}", .path.display())]
+    PackRuntime { path: PathBuf, message: String },
+    #[error("NVIDIA driver not found ({0}); the GPU pack needs driver 580 or newer")]
+    DriverMissing(String),
+    /// CUDA versions as `cuDriverGetVersion` reports them (13000: CUDA 13.0).
+    #[error("the NVIDIA driver supports CUDA {}.{}, the GPU pack needs CUDA {}.{} (driver 580 or newer)", .have / 1000, .have % 1000 / 10, .need / 1000, .need % 1000 / 10)]
+    DriverTooOld { have: i32, need: i32 },
+    #[error("the GPU pack has no TensorRT libraries (tensorrt-cu13-libs 10.x is published on pypi.nvidia.com only)")]
+    NoTensorRt,
+    /// ONNX Runtime is loaded once per process; the CPU library came first.
+    #[error("ONNX Runtime was already loaded without the GPU pack (an earlier session in this process ran on the CPU); restart the host to use the GPU")]
+    CpuRuntimeLoaded,
+    #[error("ONNX Runtime was already loaded from {} for a CPU session in this process; restart the host to use the GPU pack in {}", .library.display(), .pack.display())]
+    CpuRuntimeLoadedFrom { library: PathBuf, pack: PathBuf },
+    /// ONNX Runtime refused to register the provider.
+    #[error("{0}")]
+    Registration(String),
+    /// The provider registered but the session could not be built on it.
+    #[error("{0}")]
+    Session(String),
+    /// The session was built but its first run failed.
+    #[error("the first run failed: {0}")]
+    WarmUp(String),
 }

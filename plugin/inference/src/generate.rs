@@ -1,18 +1,31 @@
 //! One phrase from settings: plan → constrained diffusion sampling → decode.
 
+use std::ops::RangeInclusive;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use smdim_engine::codec::decode;
 use smdim_engine::phrase::{Phrase, TimeSignature};
-use smdim_engine::sampler::constraints::{plan, Key, PhraseRequest};
+use smdim_engine::sampler::constraints::{plan, PhraseRequest};
 use smdim_engine::sampler::{sample, Order, SampleError, SamplerSettings};
+use smdim_engine::theory::Key;
 use smdim_engine::vocab::{TokenId, Vocabulary};
 
+use crate::denoiser::{Denoiser, Provider};
 use crate::error::InferenceError;
-use crate::session::{Denoiser, Provider};
 use crate::style::Style;
+
+/// Bars a phrase may have; others are clamped to this.
+pub const BARS: RangeInclusive<u32> = 1..=64;
+/// Diffusion steps a generation may take; others are clamped to this.
+pub const STEPS: RangeInclusive<u32> = 1..=1000;
+/// Sampling temperatures honoured; others are clamped to this (and a non-number reads as 1).
+pub const TEMPERATURE: RangeInclusive<f64> = 0.0..=5.0;
+/// Nucleus (top-p) masses honoured; others are clamped to this (and a non-number reads as 1).
+pub const TOP_P: RangeInclusive<f64> = 0.01..=1.0;
+/// Confidence noise honoured; others are clamped to this.
+pub const NOISE: RangeInclusive<f64> = 0.0..=10.0;
 
 /// Everything that determines a phrase. Saved with it, so "the settings that made it" travel
 /// with the phrase into the host project.
@@ -30,8 +43,10 @@ pub struct GenerationSettings {
     pub density: f64,
     pub lowest_pitch: u8,
     pub highest_pitch: u8,
-    /// `D-minor`, `F#-dorian`...; `None` for no key.
-    pub key: Option<String>,
+    /// `None` for no key. Saved as the key's name (`"D-minor"`, `"F#-dorian"`) or `null`; a
+    /// name this build cannot read loads as no key.
+    #[serde(default, deserialize_with = "deserialize_key_lenient")]
+    pub key: Option<Key>,
     pub max_notes_per_onset: u32,
     pub velocity: u8,
     pub accent: u8,
@@ -71,30 +86,28 @@ impl Default for GenerationSettings {
     }
 }
 
-impl GenerationSettings {
-    pub fn parsed_key(&self) -> Result<Option<Key>, InferenceError> {
-        match self.key.as_deref().map(str::trim) {
-            None | Some("") | Some("none") => Ok(None),
-            Some(text) => Key::parse(text).map(Some).ok_or_else(|| {
-                InferenceError::Run(format!(
-                    "unknown key {text:?} (try D-minor, F#-dorian, Bb-major)"
-                ))
-            }),
-        }
-    }
+/// A saved key: its name or `null`; `""`, `"none"` or a name this build does not know read as
+/// no key, so a project never fails to load over its key.
+fn deserialize_key_lenient<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Key>, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?;
+    Ok(text.as_deref().and_then(Key::parse))
+}
 
-    pub fn request(&self) -> Result<PhraseRequest, InferenceError> {
-        Ok(PhraseRequest {
-            bars: self.bars.clamp(1, 64),
+impl GenerationSettings {
+    pub fn request(&self) -> PhraseRequest {
+        PhraseRequest {
+            bars: self.bars.clamp(*BARS.start(), *BARS.end()),
             time_signature: self.time_signature,
             tempo: Some(self.tempo),
             notes_per_quarter: self.density,
             tokens_per_note: self.style.tokens_per_note(),
             lowest_pitch: self.lowest_pitch.min(127),
             highest_pitch: self.highest_pitch.min(127),
-            key: self.parsed_key()?,
+            key: self.key,
             max_notes_per_onset: self.style.max_notes_per_onset(self.max_notes_per_onset),
-        })
+        }
     }
 }
 
@@ -125,7 +138,7 @@ pub fn generate(
     // Before planning, so a style the model lacks is reported as that and nothing else.
     denoiser.check_style(settings.style)?;
     let vocab = Vocabulary::remi_v1();
-    let request = settings.request()?;
+    let request = settings.request();
     let plan = plan(
         vocab,
         &request,
@@ -135,23 +148,28 @@ pub fn generate(
     let steps = settings
         .steps
         .unwrap_or(denoiser.card.sampler.default_steps)
-        .clamp(1, 1000);
+        .clamp(*STEPS.start(), *STEPS.end());
     let (default_order, default_noise) = denoiser.card.sampler.defaults_for(settings.style.id());
     let sampler = SamplerSettings {
         steps,
         temperature: if settings.temperature.is_finite() {
-            settings.temperature.clamp(0.0, 5.0)
+            settings
+                .temperature
+                .clamp(*TEMPERATURE.start(), *TEMPERATURE.end())
         } else {
             1.0
         },
         top_p: if settings.top_p.is_finite() {
-            settings.top_p.clamp(0.01, 1.0)
+            settings.top_p.clamp(*TOP_P.start(), *TOP_P.end())
         } else {
             1.0
         },
         seed: settings.seed,
         order: settings.order.unwrap_or(default_order),
-        noise: settings.noise.unwrap_or(default_noise).clamp(0.0, 10.0),
+        noise: settings
+            .noise
+            .unwrap_or(default_noise)
+            .clamp(*NOISE.start(), *NOISE.end()),
     };
     let style = settings.style;
     let mut logits = |tokens: &[TokenId], out: &mut Vec<f32>| denoiser.logits(tokens, style, out);
@@ -219,5 +237,38 @@ mod tests {
             let newer: GenerationSettings = serde_json::from_value(value.clone()).unwrap();
             assert_eq!(newer.style, Style::Melody, "{odd}");
         }
+    }
+
+    /// The key field's JSON is what it was when it held the key's name as a string, so every
+    /// saved project loads as before; names this build cannot read load as no key.
+    #[test]
+    fn key_is_saved_as_its_name_and_odd_names_load_as_no_key() {
+        let d_minor = GenerationSettings {
+            key: Key::parse("D-minor"),
+            ..Default::default()
+        };
+        let mut value = serde_json::to_value(&d_minor).unwrap();
+        assert_eq!(value["key"], "D-minor");
+        assert_eq!(
+            serde_json::from_value::<GenerationSettings>(value.clone()).unwrap(),
+            d_minor
+        );
+        let none = serde_json::to_value(GenerationSettings::default()).unwrap();
+        assert_eq!(none["key"], serde_json::Value::Null);
+        for (saved, key) in [
+            (serde_json::json!("F#-dorian"), Key::parse("F#-dorian")),
+            (serde_json::json!("Bb major"), Key::parse("A#-major")),
+            (serde_json::json!(null), None),
+            (serde_json::json!(""), None),
+            (serde_json::json!("none"), None),
+            (serde_json::json!("Q-minor"), None),
+        ] {
+            value["key"] = saved.clone();
+            let loaded: GenerationSettings = serde_json::from_value(value.clone()).unwrap();
+            assert_eq!(loaded.key, key, "{saved}");
+        }
+        value.as_object_mut().unwrap().remove("key");
+        let older: GenerationSettings = serde_json::from_value(value).unwrap();
+        assert_eq!(older.key, None);
     }
 }

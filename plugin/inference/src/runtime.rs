@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
-use crate::error::InferenceError;
+use crate::error::{FallbackReason, InferenceError};
 
 /// Overrides the search: the full path of the ONNX Runtime library.
 pub const LIBRARY_ENV: &str = "SMDIM_ORT_LIBRARY";
@@ -141,17 +141,13 @@ pub fn gpu_pack_candidates() -> Vec<PathBuf> {
 }
 
 /// The first of `candidates` holding a `manifest.json`, or the reason for the user.
-pub fn find_gpu_pack(candidates: &[PathBuf]) -> Result<PathBuf, String> {
+pub fn find_gpu_pack(candidates: &[PathBuf]) -> Result<PathBuf, FallbackReason> {
     candidates
         .iter()
         .find(|dir| dir.join("manifest.json").is_file())
         .cloned()
-        .ok_or_else(|| {
-            let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-            format!(
-                "GPU pack not found (looked in {}; run `cargo xtask fetch-ort --gpu`, or set {GPU_PACK_ENV})",
-                looked.join(", ")
-            )
+        .ok_or_else(|| FallbackReason::PackNotFound {
+            looked_in: candidates.to_vec(),
         })
 }
 
@@ -171,13 +167,24 @@ pub struct PackManifest {
 }
 
 impl PackManifest {
-    pub fn read(dir: &Path) -> Result<PackManifest, String> {
+    pub fn read(dir: &Path) -> Result<PackManifest, FallbackReason> {
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("GPU pack manifest {}: {e}", path.display()))?;
-        serde_json::from_str(&text)
-            .map_err(|e| format!("GPU pack manifest {} is malformed: {e}", path.display()))
+        let text = std::fs::read_to_string(&path).map_err(|e| FallbackReason::PackManifest {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        serde_json::from_str(&text).map_err(|e| FallbackReason::PackManifest {
+            message: format!("malformed: {e}"),
+            path,
+        })
     }
+}
+
+/// A GPU pack whose CUDA libraries and driver are in place.
+#[derive(Debug)]
+struct PackReady {
+    /// Why TensorRT cannot run, if it cannot.
+    tensorrt: Option<FallbackReason>,
 }
 
 /// Whether the loaded ONNX Runtime can run the GPU providers.
@@ -187,31 +194,28 @@ pub enum GpuSupport {
     /// TensorRT provider cannot work, if it cannot.
     Pack {
         dir: PathBuf,
-        tensorrt: Result<(), String>,
+        tensorrt: Option<FallbackReason>,
     },
     /// A library named by `SMDIM_ORT_LIBRARY`: ONNX Runtime itself says which providers work.
     External,
     /// The CPU library, loaded because the first session asked for the CPU only.
     NotRequested,
     /// The CPU library, loaded because the GPU pack could not be used: why.
-    Unavailable(String),
+    Unavailable(FallbackReason),
 }
 
 impl GpuSupport {
     /// Why the CUDA provider (`tensorrt`: the TensorRT one) cannot be used, or `None` to let
     /// ONNX Runtime try it.
-    pub fn unavailable(&self, tensorrt: bool) -> Option<String> {
+    pub fn unavailable(&self, tensorrt: bool) -> Option<FallbackReason> {
         match self {
             GpuSupport::Pack {
-                tensorrt: Err(why), ..
+                tensorrt: Some(why),
+                ..
             } if tensorrt => Some(why.clone()),
             GpuSupport::Pack { .. } | GpuSupport::External => None,
             GpuSupport::Unavailable(why) => Some(why.clone()),
-            GpuSupport::NotRequested => Some(
-                "ONNX Runtime was already loaded without the GPU pack (an earlier session in \
-                 this process ran on the CPU); restart the host to use the GPU"
-                    .into(),
-            ),
+            GpuSupport::NotRequested => Some(FallbackReason::CpuRuntimeLoaded),
         }
     }
 }
@@ -259,8 +263,8 @@ pub fn load(extra_dirs: &[PathBuf], want_gpu: bool) -> Result<Runtime, Inference
     } else if want_gpu {
         let pack = find_gpu_pack(&gpu_pack_candidates()).and_then(|dir| {
             let manifest = PackManifest::read(&dir)?;
-            let tensorrt = preload::pack(&dir, &manifest)?;
-            Ok((dir, manifest, tensorrt))
+            let ready = preload::pack(&dir, &manifest)?;
+            Ok((dir, manifest, ready.tensorrt))
         });
         match pack {
             Ok((dir, manifest, tensorrt)) => {
@@ -275,10 +279,9 @@ pub fn load(extra_dirs: &[PathBuf], want_gpu: bool) -> Result<Runtime, Inference
                         *loaded = Some(runtime.clone());
                         return Ok(runtime);
                     }
-                    Err(message) => GpuSupport::Unavailable(format!(
-                        "the GPU pack's ONNX Runtime {} could not be loaded: {message}",
-                        path.display()
-                    )),
+                    Err(message) => {
+                        GpuSupport::Unavailable(FallbackReason::PackRuntime { path, message })
+                    }
                 }
             }
             Err(why) => GpuSupport::Unavailable(why),
@@ -297,12 +300,10 @@ pub fn load(extra_dirs: &[PathBuf], want_gpu: bool) -> Result<Runtime, Inference
             if let (GpuSupport::NotRequested, Ok(pack)) =
                 (&gpu, find_gpu_pack(&gpu_pack_candidates()))
             {
-                gpu = GpuSupport::Unavailable(format!(
-                    "ONNX Runtime was already loaded from {} for a CPU session in this process; \
-                     restart the host to use the GPU pack in {}",
-                    path.display(),
-                    pack.display()
-                ));
+                gpu = GpuSupport::Unavailable(FallbackReason::CpuRuntimeLoadedFrom {
+                    library: path.clone(),
+                    pack,
+                });
             }
             let runtime = Runtime {
                 environment,
@@ -357,7 +358,8 @@ mod preload {
 
     use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
 
-    use super::PackManifest;
+    use super::{PackManifest, PackReady};
+    use crate::error::FallbackReason;
 
     /// dlopens `path` with its symbols visible to libraries loaded later (the CUDA provider).
     fn open(path: impl AsRef<std::ffi::OsStr>) -> Result<Library, String> {
@@ -367,25 +369,26 @@ mod preload {
 
     /// dlopens `libs` of `dir` in order and keeps them loaded for the life of the process
     /// (ONNX Runtime relies on them); on a failure, names the file.
-    fn open_all(dir: &Path, libs: &[String]) -> Result<(), String> {
+    fn open_all(dir: &Path, libs: &[String]) -> Result<(), FallbackReason> {
         for lib in libs {
             let path = dir.join(lib);
             let name = path
                 .file_name()
                 .map_or(lib.as_str().into(), |n| n.to_string_lossy());
-            let library = open(&path).map_err(|why| format!("{name} failed to load: {why}"))?;
+            let library = open(&path).map_err(|message| FallbackReason::PackLibrary {
+                name: name.into_owned(),
+                message,
+            })?;
             std::mem::forget(library);
         }
         Ok(())
     }
 
-    /// Preloads the pack's libraries and checks the driver. `Ok` carries TensorRT's own
-    /// verdict: a pack without TensorRT still runs CUDA.
-    pub fn pack(dir: &Path, manifest: &PackManifest) -> Result<Result<(), String>, String> {
+    /// Preloads the pack's libraries and checks the driver. A pack without TensorRT still runs
+    /// CUDA: TensorRT's own verdict is in the result.
+    pub fn pack(dir: &Path, manifest: &PackManifest) -> Result<PackReady, FallbackReason> {
         open_all(dir, &manifest.preload)?;
-        let driver = open("libcuda.so.1").map_err(|why| {
-            format!("NVIDIA driver not found ({why}); the GPU pack needs driver 580 or newer")
-        })?;
+        let driver = open("libcuda.so.1").map_err(FallbackReason::DriverMissing)?;
         if let Some(needed) = manifest.min_driver_cuda {
             // SAFETY: cuDriverGetVersion(int*) -> CUresult, a documented driver API function
             // callable before cuInit.
@@ -398,26 +401,17 @@ mod preload {
                         (get(&mut version) == 0).then_some(version)
                     })
             };
-            if let Some(version) = version.filter(|&v| v < needed) {
-                return Err(format!(
-                    "the NVIDIA driver supports CUDA {}.{}, the GPU pack needs CUDA {}.{} \
-                     (driver 580 or newer)",
-                    version / 1000,
-                    version % 1000 / 10,
-                    needed / 1000,
-                    needed % 1000 / 10
-                ));
+            if let Some(have) = version.filter(|&v| v < needed) {
+                return Err(FallbackReason::DriverTooOld { have, need: needed });
             }
         }
         std::mem::forget(driver);
-        if manifest.tensorrt_preload.is_empty() {
-            return Ok(Err(
-                "the GPU pack has no TensorRT libraries (tensorrt-cu13-libs 10.x is \
-                 published on pypi.nvidia.com only)"
-                    .into(),
-            ));
-        }
-        Ok(open_all(dir, &manifest.tensorrt_preload))
+        let tensorrt = if manifest.tensorrt_preload.is_empty() {
+            Some(FallbackReason::NoTensorRt)
+        } else {
+            open_all(dir, &manifest.tensorrt_preload).err()
+        };
+        Ok(PackReady { tensorrt })
     }
 }
 
@@ -425,10 +419,11 @@ mod preload {
 mod preload {
     use std::path::Path;
 
-    use super::PackManifest;
+    use super::{PackManifest, PackReady};
+    use crate::error::FallbackReason;
 
-    pub fn pack(_dir: &Path, _manifest: &PackManifest) -> Result<Result<(), String>, String> {
-        Err("the GPU pack exists for Linux x86_64 only".into())
+    pub fn pack(_dir: &Path, _manifest: &PackManifest) -> Result<PackReady, FallbackReason> {
+        Err(FallbackReason::PackPlatform)
     }
 }
 
@@ -454,7 +449,7 @@ mod tests {
         std::fs::write(later.join("manifest.json"), "{}").unwrap();
         let candidates = [dir.join("missing"), empty.clone(), pack.clone(), later];
         assert_eq!(find_gpu_pack(&candidates), Ok(pack));
-        let why = find_gpu_pack(&candidates[..2]).unwrap_err();
+        let why = find_gpu_pack(&candidates[..2]).unwrap_err().to_string();
         assert!(why.starts_with("GPU pack not found"), "{why}");
         assert!(why.contains(&empty.display().to_string()), "{why}");
         assert!(why.contains("cargo xtask fetch-ort --gpu"), "{why}");
@@ -473,7 +468,7 @@ mod tests {
         assert_eq!(manifest.preload, ["cuda/a.so"]);
         assert!(manifest.tensorrt_preload.is_empty());
         std::fs::write(dir.join("manifest.json"), "{").unwrap();
-        let why = PackManifest::read(&dir).unwrap_err();
+        let why = PackManifest::read(&dir).unwrap_err().to_string();
         assert!(
             why.contains("malformed") && why.contains("manifest.json"),
             "{why}"
@@ -485,12 +480,15 @@ mod tests {
     fn gpu_support_reasons() {
         let pack = GpuSupport::Pack {
             dir: PathBuf::from("/p"),
-            tensorrt: Err("no TensorRT".into()),
+            tensorrt: Some(FallbackReason::NoTensorRt),
         };
         assert_eq!(pack.unavailable(false), None);
-        assert_eq!(pack.unavailable(true).as_deref(), Some("no TensorRT"));
+        assert_eq!(pack.unavailable(true), Some(FallbackReason::NoTensorRt));
         assert_eq!(GpuSupport::External.unavailable(true), None);
-        let why = GpuSupport::NotRequested.unavailable(false).unwrap();
+        let why = GpuSupport::NotRequested
+            .unavailable(false)
+            .unwrap()
+            .to_string();
         assert!(why.contains("restart"), "{why}");
     }
 }

@@ -4,14 +4,13 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 use smdim_engine::codec::decode;
 use smdim_engine::midi_file::{read_smf, write_smf, WriteOptions};
 use smdim_engine::Vocabulary;
 use smdim_inference::{
-    generate, Denoiser, GenerationSettings, Generator, InferenceError, ModelSource, Phase,
-    Provider, ProviderChoice, SessionOptions, Style,
+    generate, Denoiser, GenerationSettings, InferenceError, LoadOptions, ModelSource, Provider,
+    ProviderChoice, Style,
 };
 
 fn data(file: &str) -> PathBuf {
@@ -31,7 +30,7 @@ fn tiny_nostyle() -> ModelSource {
 }
 
 fn load(native_scan: bool) -> Denoiser {
-    let options = SessionOptions {
+    let options = LoadOptions {
         native_scan,
         threads: 1,
         ..Default::default()
@@ -129,11 +128,8 @@ fn bad_lengths_and_requests_are_errors() {
         generate(&mut denoiser, &too_long, &never, |_, _| {}),
         Err(InferenceError::Plan(_))
     ));
-    let bad_key = GenerationSettings {
-        key: Some("Q-minor".into()),
-        ..small_settings(1)
-    };
-    assert!(generate(&mut denoiser, &bad_key, &never, |_, _| {}).is_err());
+    // An unknown key cannot reach `generate`: settings hold a parsed `Key`, and its parse fails.
+    assert!("Q-minor".parse::<smdim_engine::Key>().is_err());
 }
 
 #[test]
@@ -147,7 +143,7 @@ fn corrupt_or_mismatched_models_are_errors() {
     let onnx =
         std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.onnx"))
             .unwrap();
-    let options = SessionOptions {
+    let options = LoadOptions {
         threads: 1,
         ..Default::default()
     };
@@ -193,7 +189,7 @@ fn corrupt_or_mismatched_models_are_errors() {
 #[test]
 fn unavailable_gpu_providers_fall_back_to_cpu_with_a_reason() {
     // The CPU build of ONNX Runtime has neither CUDA nor TensorRT.
-    let options = SessionOptions {
+    let options = LoadOptions {
         provider: ProviderChoice::Auto,
         threads: 1,
         ..Default::default()
@@ -202,57 +198,37 @@ fn unavailable_gpu_providers_fall_back_to_cpu_with_a_reason() {
     assert_eq!(denoiser.provider, Provider::Cpu);
     let skipped: Vec<Provider> = denoiser.fallbacks.iter().map(|(p, _)| *p).collect();
     assert_eq!(skipped, vec![Provider::TensorRt, Provider::Cuda]);
-    assert!(denoiser.fallbacks.iter().all(|(_, why)| !why.is_empty()));
+    assert!(denoiser
+        .fallbacks
+        .iter()
+        .all(|(_, why)| !why.to_string().is_empty()));
 }
 
 #[test]
-fn worker_generates_publishes_and_cancels() {
-    let options = SessionOptions {
-        threads: 1,
-        ..Default::default()
-    };
-    let generator = Generator::spawn(tiny(), options).unwrap();
-    let shared = generator.shared().clone();
-    generator.generate(small_settings(3)).unwrap();
-    assert!(generator.wait_idle(Duration::from_secs(60)));
-    let status = shared.status();
-    assert_eq!(status.last_error, None);
-    assert_eq!(status.provider, Some(Provider::Cpu));
-    let phrase = shared
-        .handoff
-        .take()
-        .expect("published for the audio thread");
+fn generation_is_cancelled_between_steps() {
+    let mut denoiser = load(true);
+    let never = AtomicBool::new(false);
+    let phrase = generate(&mut denoiser, &small_settings(3), &never, |_, _| {}).unwrap();
     assert_eq!(phrase.phrase.bars, 2);
-    assert_eq!(shared.latest().unwrap().tokens, phrase.tokens);
-    assert!(shared.handoff.take().is_none());
 
-    // A long generation, cancelled once it is running, stops within a step.
-    generator
-        .generate(GenerationSettings {
-            steps: Some(100_000),
-            ..small_settings(4)
-        })
-        .unwrap();
-    let started = std::time::Instant::now();
-    while shared.progress.load(std::sync::atomic::Ordering::Relaxed) == 0.0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "generation never started"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    generator.cancel();
-    assert!(
-        generator.wait_idle(Duration::from_secs(10)),
-        "cancel did not take effect"
-    );
-    assert_eq!(
-        shared.status().last_error.as_deref(),
-        Some("generation cancelled")
-    );
-    assert_eq!(shared.status().phase, Phase::Idle);
-    assert!(shared.handoff.take().is_none());
-    drop(generator);
+    // Cancelled after the third step (the flag is what the plugin's editor sets from its own
+    // thread): no fourth step runs.
+    let cancel = AtomicBool::new(false);
+    let mut steps_done = 0;
+    let settings = GenerationSettings {
+        steps: Some(100),
+        ..small_settings(4)
+    };
+    let outcome = generate(&mut denoiser, &settings, &cancel, |done, _| {
+        steps_done = done;
+        if done == 3 {
+            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let error = outcome.expect_err("cancelled");
+    assert!(matches!(error, InferenceError::Cancelled), "{error}");
+    assert_eq!(error.to_string(), "generation cancelled");
+    assert_eq!(steps_done, 3, "checked before every step");
 }
 
 #[test]
@@ -302,7 +278,7 @@ fn the_style_changes_what_the_styled_model_writes() {
 
 #[test]
 fn a_model_without_styles_runs_any_and_refuses_the_others() {
-    let options = SessionOptions {
+    let options = LoadOptions {
         threads: 1,
         ..Default::default()
     };
@@ -344,7 +320,7 @@ fn a_model_without_styles_runs_any_and_refuses_the_others() {
 
 #[test]
 fn a_card_that_disagrees_with_its_graph_is_a_load_error() {
-    let options = SessionOptions {
+    let options = LoadOptions {
         threads: 1,
         ..Default::default()
     };
@@ -379,7 +355,7 @@ fn a_card_that_disagrees_with_its_graph_is_a_load_error() {
 
 #[test]
 fn a_card_with_fewer_styles_refuses_the_missing_one() {
-    let options = SessionOptions {
+    let options = LoadOptions {
         threads: 1,
         ..Default::default()
     };
@@ -411,34 +387,28 @@ fn a_card_with_fewer_styles_refuses_the_missing_one() {
 }
 
 #[test]
-fn worker_reports_a_style_the_model_lacks() {
-    // What the plugin's editor shows: the worker's last error, and no phrase.
-    let options = SessionOptions {
+fn a_style_the_model_lacks_is_an_error_and_any_still_works() {
+    // What the plugin's editor shows: the error, and no phrase.
+    let options = LoadOptions {
         threads: 1,
         ..Default::default()
     };
-    let generator = Generator::spawn(tiny_nostyle(), options).unwrap();
-    let shared = generator.shared().clone();
-    generator
-        .generate(GenerationSettings {
-            style: Style::Melody,
-            ..small_settings(1)
-        })
-        .unwrap();
-    assert!(generator.wait_idle(Duration::from_secs(60)));
-    let error = shared.status().last_error.expect("an error");
+    let mut denoiser = Denoiser::load(&tiny_nostyle(), &options).unwrap();
+    let never = AtomicBool::new(false);
+    let melody = GenerationSettings {
+        style: Style::Melody,
+        ..small_settings(1)
+    };
+    let error = generate(&mut denoiser, &melody, &never, |_, _| {})
+        .unwrap_err()
+        .to_string();
     assert!(
         error.starts_with("this model has no styles: choose Any"),
         "{error}"
     );
-    assert!(shared.handoff.take().is_none());
-    generator
-        .generate(GenerationSettings {
-            style: Style::Any,
-            ..small_settings(1)
-        })
-        .unwrap();
-    assert!(generator.wait_idle(Duration::from_secs(60)));
-    assert_eq!(shared.status().last_error, None);
-    assert!(shared.handoff.take().is_some());
+    let any = GenerationSettings {
+        style: Style::Any,
+        ..small_settings(1)
+    };
+    assert!(generate(&mut denoiser, &any, &never, |_, _| {}).is_ok());
 }

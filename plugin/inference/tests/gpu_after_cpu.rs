@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use smdim_inference::runtime::GPU_PACK_ENV;
-use smdim_inference::{Denoiser, ModelSource, Provider, ProviderChoice, SessionOptions};
+use smdim_inference::{Denoiser, LoadOptions, ModelSource, Provider, ProviderChoice};
 
 #[test]
 fn cuda_after_a_cpu_session_asks_for_a_restart() {
@@ -21,7 +21,7 @@ fn cuda_after_a_cpu_session_asks_for_a_restart() {
     let tiny = ModelSource::from_onnx_path(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.onnx"),
     );
-    let options = |provider| SessionOptions {
+    let options = |provider| LoadOptions {
         provider,
         threads: 1,
         ..Default::default()
@@ -36,6 +36,7 @@ fn cuda_after_a_cpu_session_asks_for_a_restart() {
     assert_eq!(cuda.provider, Provider::Cpu);
     assert_eq!(cuda.fallbacks.len(), 1);
     let (skipped, why) = &cuda.fallbacks[0];
+    let why = why.to_string();
     assert_eq!(*skipped, Provider::Cuda);
     assert!(why.contains("restart"), "{why}");
     assert!(why.contains(&pack.display().to_string()), "{why}");

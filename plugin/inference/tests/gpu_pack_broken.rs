@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use smdim_inference::runtime::{loaded_library, GPU_PACK_ENV};
-use smdim_inference::{Denoiser, ModelSource, Provider, ProviderChoice, SessionOptions, Style};
+use smdim_inference::{Denoiser, LoadOptions, ModelSource, Provider, ProviderChoice, Style};
 
 #[test]
 fn a_pack_with_garbage_libraries_falls_back_to_the_cpu_naming_the_file() {
@@ -22,7 +22,7 @@ fn a_pack_with_garbage_libraries_falls_back_to_the_cpu_naming_the_file() {
     std::fs::write(pack.join("libonnxruntime.so.1.31.1"), b"garbage").unwrap();
     std::env::set_var(GPU_PACK_ENV, &pack);
 
-    let options = SessionOptions {
+    let options = LoadOptions {
         provider: ProviderChoice::Cuda,
         threads: 1,
         ..Default::default()
@@ -35,6 +35,7 @@ fn a_pack_with_garbage_libraries_falls_back_to_the_cpu_naming_the_file() {
     assert_eq!(denoiser.provider, Provider::Cpu);
     assert_eq!(denoiser.fallbacks.len(), 1, "{:?}", denoiser.fallbacks);
     let (skipped, why) = denoiser.fallbacks[0].clone();
+    let why = why.to_string();
     assert_eq!(skipped, Provider::Cuda);
     // The first library in manifest order is the one named, with the loader's own message.
     assert!(why.starts_with("libcudart.so.13 failed to load: "), "{why}");

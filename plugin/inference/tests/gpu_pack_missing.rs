@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use smdim_inference::runtime::{loaded_library, GPU_PACK_ENV};
-use smdim_inference::{Denoiser, ModelSource, Provider, ProviderChoice, SessionOptions, Style};
+use smdim_inference::{Denoiser, LoadOptions, ModelSource, Provider, ProviderChoice, Style};
 
-fn options(provider: ProviderChoice) -> SessionOptions {
-    SessionOptions {
+fn options(provider: ProviderChoice) -> LoadOptions {
+    LoadOptions {
         provider,
         threads: 1,
         ..Default::default()
@@ -29,6 +29,7 @@ fn cuda_without_a_gpu_pack_runs_on_the_cpu_and_says_why() {
     assert_eq!(denoiser.provider, Provider::Cpu);
     assert_eq!(denoiser.fallbacks.len(), 1, "{:?}", denoiser.fallbacks);
     let (skipped, why) = denoiser.fallbacks[0].clone();
+    let why = why.to_string();
     assert_eq!(skipped, Provider::Cuda);
     assert!(why.starts_with("GPU pack not found"), "{why}");
     assert!(why.contains(&empty.display().to_string()), "{why}");
@@ -46,7 +47,7 @@ fn cuda_without_a_gpu_pack_runs_on_the_cpu_and_says_why() {
     let skipped: Vec<Provider> = auto.fallbacks.iter().map(|(p, _)| *p).collect();
     assert_eq!(skipped, [Provider::TensorRt, Provider::Cuda]);
     assert!(
-        auto.fallbacks.iter().all(|(_, w)| *w == why),
+        auto.fallbacks.iter().all(|(_, w)| w.to_string() == why),
         "{:?}",
         auto.fallbacks
     );

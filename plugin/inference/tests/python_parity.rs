@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use smdim_engine::sampler::{sample, Order, SamplerSettings};
 use smdim_engine::Vocabulary;
-use smdim_inference::{Denoiser, ModelSource, SessionOptions, Style};
+use smdim_inference::{Denoiser, LoadOptions, ModelSource, Style};
 
 const LENGTH: usize = 64;
 const STEPS: u32 = 12;
@@ -57,7 +57,7 @@ fn rust_sampler_equals_python_reference() {
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.onnx");
     let vocab = Vocabulary::remi_v1();
     for native_scan in [false, true] {
-        let options = SessionOptions {
+        let options = LoadOptions {
             native_scan,
             threads: 1,
             ..Default::default()

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use smdim_scan_op::cuda::standalone;
 use smdim_scan_op::testing::{inputs, max_scaled_err, Rng};
-use smdim_scan_op::{selective_scan_reference, selective_scan_threaded, ScanDims};
+use smdim_scan_op::{selective_scan_reference, selective_scan_threaded, ScanDims, ScanInputs};
 
 fn main() {
     let device = match standalone::device_name() {
@@ -32,8 +32,8 @@ fn main() {
         ScanDims::new(3, 17, 7, 1531),
     ] {
         let inp = inputs(&mut Rng(dims.len as u64), dims);
-        let [x, dt, a, b, c, d] = &inp;
-        let (got, gpu_ms) = match standalone::scan(x, dt, a, b, c, d, dims, 20) {
+        let scan = ScanInputs::new(&inp, dims);
+        let (got, gpu_ms) = match standalone::scan(&scan, 20) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{dims:?}: {e}");
@@ -41,14 +41,14 @@ fn main() {
             }
         };
         let mut want = vec![0.0; dims.x_len().unwrap()];
-        selective_scan_reference(x, dt, a, b, c, d, dims, &mut want).unwrap();
+        selective_scan_reference(&scan, &mut want).unwrap();
         let err = max_scaled_err(&got, &want);
         worst = worst.max(err);
         let mut y = vec![0.0; want.len()];
         let mut cpu = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            selective_scan_threaded(x, dt, a, b, c, d, dims, &mut y, threads).unwrap();
+            selective_scan_threaded(&scan, &mut y, threads).unwrap();
             cpu.push(t.elapsed().as_secs_f64() * 1e3);
         }
         cpu.sort_by(f64::total_cmp);

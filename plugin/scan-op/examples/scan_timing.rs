@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use smdim_scan_op::testing::{inputs, Rng};
-use smdim_scan_op::{selective_scan, selective_scan_reference, ScanDims};
+use smdim_scan_op::{selective_scan, selective_scan_reference, ScanDims, ScanInputs};
 
 fn cpu_ns() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
@@ -34,15 +34,13 @@ fn main() {
     let arg = |i: usize, d: usize| args.get(i).copied().unwrap_or(d);
     let dims = ScanDims::new(1, arg(0, 512), arg(1, 16), arg(2, 2048));
     let reps = arg(3, 20);
-    let [x, dt, a, b, c, d] = inputs(&mut Rng(42), dims);
+    let inp = inputs(&mut Rng(42), dims);
+    let scan = ScanInputs::new(&inp, dims);
     let mut y = vec![0.0f32; dims.x_len().unwrap()];
     let elems = (dims.x_len().unwrap() * dims.state) as f64;
-    let (kc, kw) = time(
-        || selective_scan(&x, &dt, &a, &b, &c, &d, dims, &mut y).unwrap(),
-        reps,
-    );
+    let (kc, kw) = time(|| selective_scan(&scan, &mut y).unwrap(), reps);
     let (rc, rw) = time(
-        || selective_scan_reference(&x, &dt, &a, &b, &c, &d, dims, &mut y).unwrap(),
+        || selective_scan_reference(&scan, &mut y).unwrap(),
         reps.div_ceil(5),
     );
     println!("{dims:?}");

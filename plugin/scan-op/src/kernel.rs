@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use crate::ScanDims;
+use crate::{ScanDims, ScanInputs};
 
 /// Above this state size the fallback path keeps the state on the heap (once per call).
 const MAX_STACK_STATE: usize = 256;
@@ -129,18 +129,29 @@ fn hsum<const N: usize>(v: &[f32; N]) -> f32 {
 /// one another (throughput-bound vector code), then the recurrence runs over the block.
 const TIME_BLOCK: usize = 8;
 
-/// One row with the state size known at compile time.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn row_fixed<const N: usize, M: Mad>(
-    x: &[f32],
-    dt: &[f32],
-    a: &[f32; N],
-    bt: &[f32],
-    ct: &[f32],
+/// One row's inputs (row = batch · D + channel): x and delta [L], A [N], B and C transposed
+/// [L, N], the skip weight D.
+struct Row<'r> {
+    x: &'r [f32],
+    dt: &'r [f32],
+    a: &'r [f32],
+    bt: &'r [f32],
+    ct: &'r [f32],
     dskip: f32,
-    y: &mut [f32],
-) {
+}
+
+/// One row with the state size known at compile time (`row.a` has N elements).
+#[inline(always)]
+fn row_fixed<const N: usize, M: Mad>(row: &Row<'_>, y: &mut [f32]) {
+    let Row {
+        x,
+        dt,
+        bt,
+        ct,
+        dskip,
+        ..
+    } = *row;
+    let a: &[f32; N] = row.a.try_into().expect("N");
     let mut h = [0.0f32; N];
     let mut decay = [[0.0f32; N]; TIME_BLOCK];
     let mut dbx = [[0.0f32; N]; TIME_BLOCK];
@@ -184,17 +195,15 @@ fn row_fixed<const N: usize, M: Mad>(
 
 /// One row with any state size; `h` is the caller's buffer of exactly N floats.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn row_dyn<M: Mad>(
-    x: &[f32],
-    dt: &[f32],
-    a: &[f32],
-    bt: &[f32],
-    ct: &[f32],
-    dskip: f32,
-    y: &mut [f32],
-    h: &mut [f32],
-) {
+fn row_dyn<M: Mad>(row: &Row<'_>, y: &mut [f32], h: &mut [f32]) {
+    let Row {
+        x,
+        dt,
+        a,
+        bt,
+        ct,
+        dskip,
+    } = *row;
     let n_state = h.len();
     h.fill(0.0);
     let steps = x
@@ -249,24 +258,17 @@ fn transpose_bnl(src: &[f32], dims: ScanDims) -> Vec<f32> {
 }
 
 impl<'a> Prepared<'a> {
-    /// The slices must already have the lengths `dims` implies (`check_lengths`).
-    pub(crate) fn new(
-        x: &'a [f32],
-        delta: &'a [f32],
-        a: &'a [f32],
-        b: &'a [f32],
-        c: &'a [f32],
-        d: &'a [f32],
-        dims: ScanDims,
-    ) -> Self {
+    /// The slices must already have the lengths `dims` implies
+    /// ([`ScanInputs::check_lengths`]).
+    pub(crate) fn new(inputs: &ScanInputs<'a>) -> Self {
         Self {
-            x,
-            delta,
-            a,
-            d,
-            bt: transpose_bnl(b, dims),
-            ct: transpose_bnl(c, dims),
-            dims,
+            x: inputs.x,
+            delta: inputs.delta,
+            a: inputs.a,
+            d: inputs.d,
+            bt: transpose_bnl(inputs.b, inputs.dims),
+            ct: transpose_bnl(inputs.c, inputs.dims),
+            dims: inputs.dims,
         }
     }
 
@@ -317,30 +319,27 @@ impl<'a> Prepared<'a> {
         for (row, y) in rows.zip(y_rows.chunks_exact_mut(len)) {
             let bi = row / channels;
             let di = row % channels;
-            let x = &self.x[row * len..(row + 1) * len];
-            let dt = &self.delta[row * len..(row + 1) * len];
-            let a = &self.a[di * state..(di + 1) * state];
-            let bt = &self.bt[bi * len * state..(bi + 1) * len * state];
-            let ct = &self.ct[bi * len * state..(bi + 1) * len * state];
-            let dskip = self.d[di];
-            macro_rules! fixed {
-                ($n:literal) => {
-                    row_fixed::<$n, M>(x, dt, a.try_into().expect("N"), bt, ct, dskip, y)
-                };
-            }
+            let row = Row {
+                x: &self.x[row * len..(row + 1) * len],
+                dt: &self.delta[row * len..(row + 1) * len],
+                a: &self.a[di * state..(di + 1) * state],
+                bt: &self.bt[bi * len * state..(bi + 1) * len * state],
+                ct: &self.ct[bi * len * state..(bi + 1) * len * state],
+                dskip: self.d[di],
+            };
             match state {
                 // No state at all: only the skip term.
                 0 => {
-                    for (yt, &xt) in y.iter_mut().zip(x) {
-                        *yt = dskip * xt;
+                    for (yt, &xt) in y.iter_mut().zip(row.x) {
+                        *yt = row.dskip * xt;
                     }
                 }
-                4 => fixed!(4),
-                8 => fixed!(8),
-                16 => fixed!(16),
-                32 => fixed!(32),
-                64 => fixed!(64),
-                _ => row_dyn::<M>(x, dt, a, bt, ct, dskip, y, h),
+                4 => row_fixed::<4, M>(&row, y),
+                8 => row_fixed::<8, M>(&row, y),
+                16 => row_fixed::<16, M>(&row, y),
+                32 => row_fixed::<32, M>(&row, y),
+                64 => row_fixed::<64, M>(&row, y),
+                _ => row_dyn::<M>(&row, y, h),
             }
         }
     }
@@ -381,15 +380,13 @@ mod tests {
         for state in [1usize, 3, 4, 8, 16, 32, 64, 300] {
             let dims = ScanDims::new(2, 3, state, 37);
             let inp = crate::testing::inputs(&mut rng, dims);
-            let p = Prepared::new(&inp[0], &inp[1], &inp[2], &inp[3], &inp[4], &inp[5], dims);
+            let inputs = ScanInputs::new(&inp, dims);
+            let p = Prepared::new(&inputs);
             let rows = dims.batch * dims.channels;
             let mut y0 = vec![0.0; rows * dims.len];
             p.scan_rows(0..rows, &mut y0, Isa::Portable);
             let mut yr = vec![0.0; rows * dims.len];
-            crate::selective_scan_reference(
-                &inp[0], &inp[1], &inp[2], &inp[3], &inp[4], &inp[5], dims, &mut yr,
-            )
-            .unwrap();
+            crate::selective_scan_reference(&inputs, &mut yr).unwrap();
             crate::testing::assert_close(&y0, &yr, 1e-5, "portable vs reference");
             let isa = Isa::detect();
             let mut y1 = vec![0.0; rows * dims.len];

@@ -10,7 +10,7 @@
 //! y[t]  = sum_n C[t, n] * h[t, n] + D * x[t]
 //! ```
 //!
-//! * [`selective_scan`]: the fast kernel on plain slices (one thread). The state lives in a
+//! * [`selective_scan`]: the fast kernel on plain slices ([`ScanInputs`]; one thread). The state lives in a
 //!   fixed-size array for the common state sizes (4, 8, 16, 32, 64) and in a stack buffer
 //!   otherwise (a heap buffer once per call above 256); B and C are transposed once per call so
 //!   that every step reads contiguous state vectors; `exp` is a polynomial the compiler
@@ -131,76 +131,85 @@ impl From<ScanError> for ort::Error {
     }
 }
 
-/// Checks every slice length against `dims`.
-#[allow(clippy::too_many_arguments)]
-pub fn check_lengths(
-    x: &[f32],
-    delta: &[f32],
-    a: &[f32],
-    b: &[f32],
-    c: &[f32],
-    d: &[f32],
-    dims: ScanDims,
-    y: &[f32],
-) -> Result<(), ScanError> {
-    let overflow = || ScanError::Overflow(dims);
-    let xl = dims.x_len().ok_or_else(overflow)?;
-    let al = dims.a_len().ok_or_else(overflow)?;
-    let bl = dims.bc_len().ok_or_else(overflow)?;
-    let checks: [(&'static str, usize, usize); 7] = [
-        ("x", xl, x.len()),
-        ("delta", xl, delta.len()),
-        ("A", al, a.len()),
-        ("B", bl, b.len()),
-        ("C", bl, c.len()),
-        ("D", dims.d_len(), d.len()),
-        ("y", xl, y.len()),
-    ];
-    for (input, expected, actual) in checks {
-        if expected != actual {
-            return Err(ScanError::Length {
-                input,
-                expected,
-                actual,
-            });
+/// The six inputs of one scan and their sizes: `x`, `delta` [B, D, L], `A` [D, N], `B`, `C`
+/// [B, N, L], `D` [D]. Built once and handed to every scan function.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanInputs<'a> {
+    pub x: &'a [f32],
+    pub delta: &'a [f32],
+    pub a: &'a [f32],
+    pub b: &'a [f32],
+    pub c: &'a [f32],
+    pub d: &'a [f32],
+    pub dims: ScanDims,
+}
+
+impl<'a> ScanInputs<'a> {
+    /// From `[x, delta, A, B, C, D]`, the operator's input order (slices or vectors).
+    pub fn new<T: AsRef<[f32]>>(inputs: &'a [T; 6], dims: ScanDims) -> Self {
+        let [x, delta, a, b, c, d] = inputs;
+        Self {
+            x: x.as_ref(),
+            delta: delta.as_ref(),
+            a: a.as_ref(),
+            b: b.as_ref(),
+            c: c.as_ref(),
+            d: d.as_ref(),
+            dims,
         }
     }
-    Ok(())
+
+    /// `[x, delta, A, B, C, D]`.
+    pub fn slices(&self) -> [&'a [f32]; 6] {
+        [self.x, self.delta, self.a, self.b, self.c, self.d]
+    }
+
+    /// Checks every slice's length, and that of the output `y`, against `dims`.
+    pub fn check_lengths(&self, y_len: usize) -> Result<(), ScanError> {
+        let dims = self.dims;
+        let overflow = || ScanError::Overflow(dims);
+        let xl = dims.x_len().ok_or_else(overflow)?;
+        let al = dims.a_len().ok_or_else(overflow)?;
+        let bl = dims.bc_len().ok_or_else(overflow)?;
+        let checks: [(&'static str, usize, usize); 7] = [
+            ("x", xl, self.x.len()),
+            ("delta", xl, self.delta.len()),
+            ("A", al, self.a.len()),
+            ("B", bl, self.b.len()),
+            ("C", bl, self.c.len()),
+            ("D", dims.d_len(), self.d.len()),
+            ("y", xl, y_len),
+        ];
+        for (input, expected, actual) in checks {
+            if expected != actual {
+                return Err(ScanError::Length {
+                    input,
+                    expected,
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The fast selective scan on one thread: writes `y` ([B, D, L]).
 ///
 /// Allocates two buffers of B·L·N floats per call (B and C transposed); nothing per step.
-#[allow(clippy::too_many_arguments)]
-pub fn selective_scan(
-    x: &[f32],
-    delta: &[f32],
-    a: &[f32],
-    b: &[f32],
-    c: &[f32],
-    d: &[f32],
-    dims: ScanDims,
-    y: &mut [f32],
-) -> Result<(), ScanError> {
-    selective_scan_threaded(x, delta, a, b, c, d, dims, y, 1)
+pub fn selective_scan(inputs: &ScanInputs<'_>, y: &mut [f32]) -> Result<(), ScanError> {
+    selective_scan_threaded(inputs, y, 1)
 }
 
 /// The same scan split over `threads` scoped threads (batch × channels), for callers outside
 /// ONNX Runtime. `threads <= 1` runs on the calling thread.
-#[allow(clippy::too_many_arguments)]
 pub fn selective_scan_threaded(
-    x: &[f32],
-    delta: &[f32],
-    a: &[f32],
-    b: &[f32],
-    c: &[f32],
-    d: &[f32],
-    dims: ScanDims,
+    inputs: &ScanInputs<'_>,
     y: &mut [f32],
     threads: usize,
 ) -> Result<(), ScanError> {
-    check_lengths(x, delta, a, b, c, d, dims, y)?;
-    let prepared = kernel::Prepared::new(x, delta, a, b, c, d, dims);
+    inputs.check_lengths(y.len())?;
+    let dims = inputs.dims;
+    let prepared = kernel::Prepared::new(inputs);
     let rows = dims.batch * dims.channels;
     let isa = kernel::Isa::detect();
     let threads = threads.clamp(1, rows.max(1));
@@ -222,18 +231,17 @@ pub fn selective_scan_threaded(
 
 /// The naive reference: a direct transcription of `selective_scan_ref` (scalar `exp`, the
 /// state indexed straight out of the [B, N, L] layouts). Slow; for tests and benchmarks.
-#[allow(clippy::too_many_arguments)]
-pub fn selective_scan_reference(
-    x: &[f32],
-    delta: &[f32],
-    a: &[f32],
-    b: &[f32],
-    c: &[f32],
-    d: &[f32],
-    dims: ScanDims,
-    y: &mut [f32],
-) -> Result<(), ScanError> {
-    check_lengths(x, delta, a, b, c, d, dims, y)?;
+pub fn selective_scan_reference(inputs: &ScanInputs<'_>, y: &mut [f32]) -> Result<(), ScanError> {
+    inputs.check_lengths(y.len())?;
+    let ScanInputs {
+        x,
+        delta,
+        a,
+        b,
+        c,
+        d,
+        dims,
+    } = *inputs;
     let ScanDims {
         batch,
         channels,

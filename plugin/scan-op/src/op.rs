@@ -12,7 +12,7 @@ use ort::operator::{
 use ort::value::{TensorElementType, ValueType};
 
 use crate::kernel::{Isa, Prepared};
-use crate::{ScanDims, ScanError, DOMAIN, OP_NAME};
+use crate::{ScanDims, ScanError, ScanInputs, DOMAIN, OP_NAME};
 
 /// Input names, in order, as the ONNX node lists them.
 pub(crate) const INPUTS: [&str; 6] = ["x", "delta", "A", "B", "C", "D"];
@@ -200,19 +200,19 @@ fn compute(ctx: &ComputeContext, isa: Isa) -> ort::Result<()> {
     for (i, v) in values.iter().enumerate() {
         data[i] = v.try_extract_tensor::<f32>()?.1;
     }
-    let [x, delta, a, b, c, d] = data;
+    let inputs = ScanInputs::new(&data, dims);
 
     let mut out = ctx
         .output(0, shapes[0].clone())?
         .ok_or_else(|| ort::Error::new(format!("{DOMAIN}::{OP_NAME}: no output")))?;
     let (_, y) = out.try_extract_tensor_mut::<f32>()?;
-    crate::check_lengths(x, delta, a, b, c, d, dims, y)?;
+    inputs.check_lengths(y.len())?;
 
     let rows = dims.batch * dims.channels;
     if rows == 0 || dims.len == 0 {
         return Ok(());
     }
-    let prepared = Prepared::new(x, delta, a, b, c, d, dims);
+    let prepared = Prepared::new(&inputs);
     let row_work = dims.len.saturating_mul(dims.state.max(1));
     let rows_per_task = (TASK_WORK / row_work.max(1)).clamp(1, rows);
     let tasks = rows.div_ceil(rows_per_task);

@@ -11,7 +11,7 @@ use ort::value::Tensor;
 use smdim_scan_op::cuda::fatbin::{self, EntryKind};
 use smdim_scan_op::cuda::{self, KERNEL_NAME};
 use smdim_scan_op::testing::{inputs, max_scaled_err, Rng};
-use smdim_scan_op::{operator_domain, selective_scan_reference, ScanDims};
+use smdim_scan_op::{operator_domain, selective_scan_reference, ScanDims, ScanInputs};
 
 fn embedded() -> &'static [u8] {
     cuda::kernel_image().expect(
@@ -91,8 +91,7 @@ fn a_cpu_session_with_both_twins_runs_the_cpu_kernel() {
     let outputs = session.run(ort::inputs![x, dt, a, b, c, d]).unwrap();
     let (_, y) = outputs[0].try_extract_tensor::<f32>().unwrap();
     let mut want = vec![0.0; dims.x_len().unwrap()];
-    let [x, dt, a, b, c, d] = &inp;
-    selective_scan_reference(x, dt, a, b, c, d, dims, &mut want).unwrap();
+    selective_scan_reference(&ScanInputs::new(&inp, dims), &mut want).unwrap();
     assert!(max_scaled_err(y, &want) < 1e-5);
     assert!(
         smdim_scan_op::cpu_kernel_runs() > cpu_before,
@@ -125,10 +124,10 @@ fn the_gpu_kernel_equals_the_reference_or_the_driver_is_missing() {
         Ok(()) => {
             for dims in SHAPES {
                 let inp = inputs(&mut Rng(dims.len as u64), dims);
-                let [x, dt, a, b, c, d] = &inp;
-                let (got, _) = cuda::standalone::scan(x, dt, a, b, c, d, dims, 1).unwrap();
+                let scan = ScanInputs::new(&inp, dims);
+                let (got, _) = cuda::standalone::scan(&scan, 1).unwrap();
                 let mut want = vec![0.0; dims.x_len().unwrap()];
-                selective_scan_reference(x, dt, a, b, c, d, dims, &mut want).unwrap();
+                selective_scan_reference(&scan, &mut want).unwrap();
                 let err = max_scaled_err(&got, &want);
                 assert!(err < 1e-4, "{dims:?}: scaled error {err}");
             }

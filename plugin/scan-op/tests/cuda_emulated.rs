@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use smdim_scan_op::testing::{inputs, max_scaled_err, Rng};
-use smdim_scan_op::{selective_scan_reference, ScanDims};
+use smdim_scan_op::{selective_scan_reference, ScanDims, ScanInputs};
 
 fn emulator() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -83,8 +83,7 @@ fn the_kernel_source_under_emulation_equals_the_reference() {
         let inp = inputs(&mut rng, dims);
         let got = run_emulated(&inp, dims, &i.to_string());
         let mut want = vec![0.0; dims.x_len().unwrap()];
-        let [x, dt, a, b, c, d] = &inp;
-        selective_scan_reference(x, dt, a, b, c, d, dims, &mut want).unwrap();
+        selective_scan_reference(&ScanInputs::new(&inp, dims), &mut want).unwrap();
         let err = max_scaled_err(&got, &want);
         assert!(err < 1e-4, "{dims:?}: scaled error {err}");
     }

@@ -4,14 +4,15 @@
 use smdim_scan_op::testing::{assert_close, inputs, max_scaled_err, Rng};
 use smdim_scan_op::{
     selective_scan, selective_scan_reference, selective_scan_threaded, ScanDims, ScanError,
+    ScanInputs,
 };
 
 fn both(inp: &[Vec<f32>; 6], dims: ScanDims) -> (Vec<f32>, Vec<f32>) {
     let n = dims.x_len().unwrap();
     let (mut fast, mut slow) = (vec![f32::NAN; n], vec![f32::NAN; n]);
-    let [x, dt, a, b, c, d] = inp;
-    selective_scan(x, dt, a, b, c, d, dims, &mut fast).unwrap();
-    selective_scan_reference(x, dt, a, b, c, d, dims, &mut slow).unwrap();
+    let scan = ScanInputs::new(inp, dims);
+    selective_scan(&scan, &mut fast).unwrap();
+    selective_scan_reference(&scan, &mut slow).unwrap();
     (fast, slow)
 }
 
@@ -129,8 +130,7 @@ fn threaded_equals_single_threaded() {
     let (single, _) = both(&inp, dims);
     for threads in [0, 1, 2, 3, 8, 200] {
         let mut y = vec![f32::NAN; single.len()];
-        let [x, dt, a, b, c, d] = &inp;
-        selective_scan_threaded(x, dt, a, b, c, d, dims, &mut y, threads).unwrap();
+        selective_scan_threaded(&ScanInputs::new(&inp, dims), &mut y, threads).unwrap();
         assert_eq!(y, single, "threads {threads}");
     }
 }
@@ -165,9 +165,8 @@ fn wrong_lengths_are_errors_and_leave_y_alone() {
         let mut bad = inp.clone();
         bad[i].push(0.0);
         let mut y = vec![7.0; 6];
-        let [x, dt, a, b, c, d] = &bad;
         for f in [selective_scan, selective_scan_reference] {
-            let err = f(x, dt, a, b, c, d, dims, &mut y).unwrap_err();
+            let err = f(&ScanInputs::new(&bad, dims), &mut y).unwrap_err();
             assert!(
                 matches!(err, ScanError::Length { input, .. } if input == *name),
                 "{name}: {err:?}"
@@ -177,8 +176,8 @@ fn wrong_lengths_are_errors_and_leave_y_alone() {
         assert_eq!(y, vec![7.0; 6]);
     }
     let mut short_y = vec![0.0; 5];
-    let [x, dt, a, b, c, d] = &inp;
-    let err = selective_scan(x, dt, a, b, c, d, dims, &mut short_y).unwrap_err();
+    let scan = ScanInputs::new(&inp, dims);
+    let err = selective_scan(&scan, &mut short_y).unwrap_err();
     assert!(matches!(
         err,
         ScanError::Length {
@@ -188,6 +187,6 @@ fn wrong_lengths_are_errors_and_leave_y_alone() {
         }
     ));
     let huge = ScanDims::new(usize::MAX, 2, 1, 2);
-    let err = selective_scan(x, dt, a, b, c, d, huge, &mut short_y).unwrap_err();
+    let err = selective_scan(&ScanInputs { dims: huge, ..scan }, &mut short_y).unwrap_err();
     assert!(matches!(err, ScanError::Overflow(_)), "{err:?}");
 }

@@ -7,7 +7,7 @@ mod common;
 use ort::session::Session;
 use ort::value::Tensor;
 use smdim_scan_op::testing::{assert_close, inputs, Rng};
-use smdim_scan_op::{operator_domain, selective_scan_reference, ScanDims};
+use smdim_scan_op::{operator_domain, selective_scan_reference, ScanDims, ScanInputs};
 
 const MODEL: &[u8] = include_bytes!("data/selective_scan.onnx");
 
@@ -57,8 +57,7 @@ fn run(
 
 fn reference(inp: &[Vec<f32>; 6], dims: ScanDims) -> Vec<f32> {
     let mut y = vec![0.0; dims.x_len().unwrap()];
-    let [x, dt, a, b, c, d] = inp;
-    selective_scan_reference(x, dt, a, b, c, d, dims, &mut y).unwrap();
+    selective_scan_reference(&ScanInputs::new(inp, dims), &mut y).unwrap();
     y
 }
 

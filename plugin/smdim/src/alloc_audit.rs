@@ -14,6 +14,8 @@ struct Audited;
 
 thread_local! {
     static IN_PROCESS: Cell<bool> = const { Cell::new(false) };
+    /// This thread's share of the count (tests that run beside others).
+    static THREAD_OPS: Cell<u64> = const { Cell::new(0) };
 }
 
 static PROCESS_HEAP_OPS: AtomicU64 = AtomicU64::new(0);
@@ -23,6 +25,7 @@ fn note() {
     // `try_with`: no panic during thread teardown; const TLS without destructor never allocates.
     if IN_PROCESS.try_with(Cell::get).unwrap_or(false) {
         PROCESS_HEAP_OPS.fetch_add(1, Ordering::Relaxed);
+        let _ = THREAD_OPS.try_with(|n| n.set(n.get() + 1));
     }
 }
 
@@ -74,6 +77,11 @@ impl Drop for ProcessScope {
 #[no_mangle]
 pub extern "C" fn smdim_process_heap_ops() -> u64 {
     PROCESS_HEAP_OPS.load(Ordering::Relaxed)
+}
+
+/// Heap operations this thread performed inside `process` (unaffected by other threads).
+pub fn thread_heap_ops() -> u64 {
+    THREAD_OPS.try_with(Cell::get).unwrap_or(0)
 }
 
 #[cfg(test)]

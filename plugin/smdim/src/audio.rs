@@ -2,18 +2,31 @@
 //! with the incoming notes (pass-through). No allocation, no locks, no panics on host data.
 
 use std::borrow::Borrow;
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::{NoteEvent, Transport as HostTransport};
+use smdim_engine::handoff::Inbox;
 use smdim_engine::phrase::Phrase;
 use smdim_engine::scheduler::{
     EventBuffer, NoteEventKind, PlaybackMode, Scheduler, SwitchMode, Transport,
 };
 use smdim_inference::Generated;
 
-use crate::session::Session;
+use crate::shared::Shared;
+
+thread_local! {
+    /// Set on every thread that has run [`Audio::process`]; const, so reading it never allocates.
+    static AUDIO_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is (or has been) one the host processes audio on. Hosts may process on
+/// several threads; any of them counts.
+pub fn on_audio_thread() -> bool {
+    AUDIO_THREAD.try_with(Cell::get).unwrap_or(false)
+}
 
 /// A phrase as the scheduler holds it: the generation result, shared with the history.
 pub struct Playing(pub Arc<Generated>);
@@ -59,9 +72,12 @@ pub trait NoteIo<S> {
 }
 
 pub struct Audio {
+    inbox: Inbox<Arc<Generated>>,
     scheduler: Scheduler<Playing>,
     events: EventBuffer,
-    /// A retired phrase the session's retire queue had no room for; retried every block.
+    /// A retired phrase the inbox's retire queue had no room for; retried every block. While it
+    /// is held, no other phrase is retired (the scheduler and the inbox keep theirs), so it is
+    /// never overwritten and nothing is freed here.
     backlog: Option<Playing>,
     /// The Generate parameter as last seen; `None` until the first block after activation or a
     /// state load, whose value never counts as an edge (a project saved with Generate on must
@@ -71,9 +87,10 @@ pub struct Audio {
     channel: u8,
 }
 
-impl Default for Audio {
-    fn default() -> Self {
+impl Audio {
+    pub fn new(inbox: Inbox<Arc<Generated>>) -> Audio {
         Audio {
+            inbox,
             scheduler: Scheduler::new(),
             events: EventBuffer::default(),
             backlog: None,
@@ -81,17 +98,17 @@ impl Default for Audio {
             channel: 0,
         }
     }
-}
 
-impl Audio {
     /// After activation: the next block's Generate value is a starting point, not an edge.
     pub fn reset(&mut self) {
         self.generate_was_on = None;
     }
 
-    fn retire(&mut self, session: &Session, phrase: Playing) {
-        if let Err(phrase) = session.inbox.retire(phrase.0) {
-            // Only reachable when the queue is full; the scheduler waits for this slot.
+    /// Hands `phrase` back for freeing elsewhere; callers check that the backlog is empty.
+    fn retire(&mut self, phrase: Playing) {
+        debug_assert!(self.backlog.is_none());
+        if let Err(phrase) = self.inbox.retire(phrase.0) {
+            // Only reachable when the queue is full.
             self.backlog = Some(Playing(phrase));
         }
     }
@@ -109,29 +126,33 @@ impl Audio {
     /// One block. `incoming` yields the host's note events in time order; `send` outputs one.
     pub fn process<S>(
         &mut self,
-        session: &Session,
+        shared: &Shared,
         transport: &Transport,
         block_len: u32,
         params: BlockParams,
         io: &mut impl NoteIo<S>,
     ) {
-        if session.take_state_loaded() {
+        let _ = AUDIO_THREAD.try_with(|flag| flag.set(true));
+        if shared.take_state_loaded() {
             self.generate_was_on = None;
         }
         if params.generate && self.generate_was_on == Some(false) {
-            session.request_generate_from_audio();
+            shared.request_generate_from_audio();
         }
         self.generate_was_on = Some(params.generate);
 
         if let Some(phrase) = self.backlog.take() {
-            self.retire(session, phrase);
+            self.retire(phrase);
         }
-        if let Some(generated) = session.inbox.take() {
-            if let Some(displaced) = self
-                .scheduler
-                .offer(Playing(generated), SwitchMode::NextBar)
-            {
-                self.retire(session, displaced);
+        // A new phrase can displace a queued one: only take it when that one has somewhere to go.
+        if self.backlog.is_none() {
+            if let Some(generated) = self.inbox.take() {
+                if let Some(displaced) = self
+                    .scheduler
+                    .offer(Playing(generated), SwitchMode::NextBar)
+                {
+                    self.retire(displaced);
+                }
             }
         }
         if params.channel != self.channel {
@@ -143,7 +164,7 @@ impl Audio {
             .process(transport, block_len, &mut self.events);
         if self.backlog.is_none() {
             if let Some(old) = self.scheduler.take_retired() {
-                self.retire(session, old);
+                self.retire(old);
             }
         }
 
@@ -174,11 +195,11 @@ impl Audio {
         }
         self.events.clear();
 
-        self.update_view(session, transport);
+        self.update_view(shared, transport);
     }
 
-    fn update_view(&self, session: &Session, transport: &Transport) {
-        let view = &session.transport;
+    fn update_view(&self, shared: &Shared, transport: &Transport) {
+        let view = &shared.transport;
         view.blocks.fetch_add(1, Ordering::Relaxed);
         view.playing.store(transport.playing, Ordering::Relaxed);
         if transport.tempo.is_finite() {
@@ -192,11 +213,7 @@ impl Audio {
             transport.time_sig_denominator.clamp(0, 255) as u32,
             Ordering::Relaxed,
         );
-        let playhead = self
-            .scheduler
-            .current()
-            .map(|p| playhead(transport, &p.0.phrase, self.scheduler.mode()))
-            .unwrap_or(-1.0);
+        let playhead = self.scheduler.playhead().unwrap_or(-1.0);
         view.playhead.store(playhead, Ordering::Relaxed);
     }
 
@@ -204,28 +221,6 @@ impl Audio {
     pub fn sounding(&self) -> usize {
         self.scheduler.sounding()
     }
-}
-
-/// Position inside the phrase (quarter notes) for the editor's playhead, or -1.
-fn playhead(transport: &Transport, phrase: &Phrase, mode: PlaybackMode) -> f64 {
-    if !transport.playing || mode == PlaybackMode::Off || !transport.pos_beats.is_finite() {
-        return -1.0;
-    }
-    let n = transport.time_sig_numerator.clamp(1, 32) as f64;
-    let d = transport.time_sig_denominator.clamp(1, 32) as f64;
-    let bar = n * 4.0 / d;
-    let origin = match (transport.bar_start_beats, transport.bar_number) {
-        (Some(start), Some(number)) if start.is_finite() => start - number as f64 * bar,
-        _ => 0.0,
-    };
-    let rel = transport.pos_beats - origin;
-    if !rel.is_finite() {
-        return -1.0;
-    }
-    let bar_index = (rel / bar).floor();
-    let in_bar = rel - bar_index * bar;
-    let len = phrase.bars.max(1) as f64;
-    bar_index.rem_euclid(len) * bar + in_bar
 }
 
 /// Pass-through forwards notes and MIDI messages but never per-note expressions: nice-plug would
@@ -249,7 +244,7 @@ fn forwarded<S>(event: &NoteEvent<S>) -> bool {
 
 fn to_note_event<S>(event: &smdim_engine::NoteEvent, channel: u8) -> NoteEvent<S> {
     let key = Key::Number(event.pitch.min(127));
-    let channel = Channel::Number(channel.min(15));
+    let channel = Channel::Number(channel);
     match event.kind {
         NoteEventKind::On => NoteEvent::NoteOn {
             timing: event.sample,
@@ -324,8 +319,8 @@ mod tests {
 
     #[test]
     fn pass_through_never_forwards_note_expressions() {
-        let (session, _requests) = Session::new();
-        let mut audio = Audio::default();
+        let (shared, inbox, _requests) = Shared::new();
+        let mut audio = Audio::new(inbox);
         let transport = Transport::playing_at(48_000.0, 120.0, 0.0);
         let expression = |timing| NoteEvent::<()>::PolyTuning {
             timing,
@@ -361,7 +356,7 @@ mod tests {
             ],
             out: Vec::new(),
         };
-        audio.process(&session, &transport, 512, params(), &mut io);
+        audio.process(&shared, &transport, 512, params(), &mut io);
         let timings: Vec<u32> = io.out.iter().map(|e| e.timing()).collect();
         assert_eq!(
             timings,
@@ -372,9 +367,9 @@ mod tests {
 
     #[test]
     fn plays_merges_pass_through_and_releases() {
-        let (session, requests) = Session::new();
-        session.adopt(generated());
-        let mut audio = Audio::default();
+        let (shared, inbox, requests) = Shared::new();
+        shared.adopt(generated());
+        let mut audio = Audio::new(inbox);
         // 120 bpm at 48 kHz: 24,000 samples per quarter; one block of a whole bar.
         let transport = Transport::playing_at(48_000.0, 120.0, 0.0);
         let mut io = TestIo {
@@ -396,7 +391,7 @@ mod tests {
             ],
             out: Vec::new(),
         };
-        audio.process(&session, &transport, 96_000, params(), &mut io);
+        audio.process(&shared, &transport, 96_000, params(), &mut io);
         let out = io.out;
         let timings: Vec<u32> = out.iter().map(|e| e.timing()).collect();
         let mut sorted = timings.clone();
@@ -417,64 +412,64 @@ mod tests {
         assert_eq!(ons, vec![(0, 60), (24_000, 64), (48_000, 67), (72_000, 72)]);
         assert_eq!(out.len(), 8 + 2, "4 ons, 4 offs, 2 passed through");
         assert_eq!(audio.sounding(), 0);
-        assert!(!session.generate_requested(), "no generation requested");
+        assert!(!shared.generate_requested(), "no generation requested");
 
         // The trigger's rising edge asks the controller, once.
         let mut p = params();
         p.generate = true;
         let t2 = Transport::playing_at(48_000.0, 120.0, 4.0);
-        audio.process(&session, &t2, 64, p, &mut TestIo::default());
+        audio.process(&shared, &t2, 64, p, &mut TestIo::default());
         let t3 = Transport::playing_at(48_000.0, 120.0, 4.0 + 64.0 / 24_000.0);
-        audio.process(&session, &t3, 64, p, &mut TestIo::default());
-        assert!(session.generate_requested());
+        audio.process(&shared, &t3, 64, p, &mut TestIo::default());
+        assert!(shared.generate_requested());
         assert!(
             requests.try_recv().is_err(),
             "the audio thread uses no channel"
         );
-        assert!(session.transport.playhead.load(Ordering::Relaxed) >= 0.0);
+        assert!(shared.transport.playhead.load(Ordering::Relaxed) >= 0.0);
     }
 
     #[test]
     fn generate_fires_on_edges_only_not_on_restored_levels() {
-        let block = |audio: &mut Audio, session: &Session, generate: bool| {
+        let block = |audio: &mut Audio, shared: &Shared, generate: bool| {
             let mut p = params();
             p.generate = generate;
             let t = Transport::playing_at(48_000.0, 120.0, 0.0);
-            audio.process(session, &t, 64, p, &mut TestIo::default());
+            audio.process(shared, &t, 64, p, &mut TestIo::default());
         };
         // A level of "on" in the first block after activation is not an edge.
-        let (session, _r) = Session::new();
-        let mut audio = Audio::default();
+        let (shared, inbox, _r) = Shared::new();
+        let mut audio = Audio::new(inbox);
         audio.reset();
-        block(&mut audio, &session, true);
-        block(&mut audio, &session, true);
-        assert!(!session.generate_requested());
-        block(&mut audio, &session, false);
-        block(&mut audio, &session, true);
-        assert!(session.generate_requested(), "off → on fires");
+        block(&mut audio, &shared, true);
+        block(&mut audio, &shared, true);
+        assert!(!shared.generate_requested());
+        block(&mut audio, &shared, false);
+        block(&mut audio, &shared, true);
+        assert!(shared.generate_requested(), "off → on fires");
 
         // A state load (project reopened with Generate saved on) is not an edge either.
-        let (session, _r) = Session::new();
-        let mut audio = Audio::default();
-        block(&mut audio, &session, false);
-        session.load_state(crate::state::SavedState::new());
-        block(&mut audio, &session, true);
-        assert!(!session.generate_requested());
+        let (shared, inbox, _r) = Shared::new();
+        let mut audio = Audio::new(inbox);
+        block(&mut audio, &shared, false);
+        shared.load_state(crate::state::SavedState::new());
+        block(&mut audio, &shared, true);
+        assert!(!shared.generate_requested());
     }
 
     #[test]
     fn channel_change_releases_on_the_old_channel() {
-        let (session, _requests) = Session::new();
-        session.adopt(generated());
-        let mut audio = Audio::default();
+        let (shared, inbox, _requests) = Shared::new();
+        shared.adopt(generated());
+        let mut audio = Audio::new(inbox);
         let transport = Transport::playing_at(48_000.0, 120.0, 0.0);
-        audio.process(&session, &transport, 100, params(), &mut TestIo::default());
+        audio.process(&shared, &transport, 100, params(), &mut TestIo::default());
         assert_eq!(audio.sounding(), 1);
         let mut io = TestIo::default();
         let mut p = params();
         p.channel = 5;
         let t2 = Transport::playing_at(48_000.0, 120.0, 100.0 / 24_000.0);
-        audio.process(&session, &t2, 100, p, &mut io);
+        audio.process(&shared, &t2, 100, p, &mut io);
         assert!(matches!(
             io.out[0],
             NoteEvent::NoteOff {
@@ -488,9 +483,9 @@ mod tests {
 
     #[test]
     fn quantised_host_positions_still_give_exact_samples() {
-        let (session, _requests) = Session::new();
-        session.adopt(generated());
-        let mut audio = Audio::default();
+        let (shared, inbox, _requests) = Shared::new();
+        shared.adopt(generated());
+        let mut audio = Audio::new(inbox);
         let mut io = TestIo::default();
         // 120 bpm, 48 kHz, 1001-sample blocks; the host rounds positions to 1/1920 beat
         // (12.5 samples here), so most block starts are off by a few samples.
@@ -500,7 +495,7 @@ mod tests {
             let exact = sample as f64 / 24_000.0;
             let rounded = (exact * 1920.0).round() / 1920.0;
             let t = Transport::playing_at(48_000.0, 120.0, rounded);
-            audio.process(&session, &t, 1001, params(), &mut io);
+            audio.process(&shared, &t, 1001, params(), &mut io);
             for e in io.out.drain(..) {
                 if let NoteEvent::NoteOn { timing, .. } = e {
                     ons.push(sample + timing as u64);
@@ -515,11 +510,112 @@ mod tests {
         }
     }
 
+    /// Discards what the audio side sends (pushing to a Vec would allocate).
+    struct Silent;
+
+    impl NoteIo<()> for Silent {
+        fn next_incoming(&mut self) -> Option<NoteEvent<()>> {
+            None
+        }
+        fn send(&mut self, _event: NoteEvent<()>) {}
+    }
+
+    #[test]
+    fn a_full_retire_queue_never_frees_a_phrase_on_the_audio_thread() {
+        use crate::alloc_audit::{thread_heap_ops, ProcessScope};
+        let (publisher, inbox) = smdim_engine::handoff::channel();
+        let (shared, _unused, _requests) = Shared::new();
+        let mut audio = Audio::new(inbox);
+        // Held by the test, so collecting them frees nothing.
+        let filler = generated();
+        let mut pos = 0.0;
+        for block in 0..16 {
+            // A new phrase each block (this end drops whatever it displaces)...
+            drop(publisher.publish(generated()));
+            // ...while the retire queue is full, nobody collecting it.
+            while audio.inbox.retire(filler.clone()).is_ok() {}
+            let t = Transport::playing_at(48_000.0, 120.0, pos);
+            let before = thread_heap_ops();
+            {
+                let _scope = ProcessScope::enter();
+                audio.process(&shared, &t, 48_000, params(), &mut Silent);
+            }
+            assert_eq!(thread_heap_ops(), before, "block {block} freed memory");
+            pos += 2.0;
+        }
+    }
+
+    #[test]
+    fn a_state_loaded_on_the_audio_thread_waits_for_nothing_and_frees_nothing() {
+        let (shared, inbox, _requests) = Shared::new();
+        shared.adopt(generated());
+        let old = Arc::downgrade(&shared.current().unwrap());
+        let mut audio = Audio::new(inbox);
+        let t = Transport::playing_at(48_000.0, 120.0, 0.0);
+        audio.process(&shared, &t, 64, params(), &mut TestIo::default());
+        assert!(on_audio_thread());
+
+        // A GUI-initiated restore that nice-plug applies on this audio thread.
+        let mut replacement = crate::state::SavedState::new();
+        replacement.push(generated());
+        let new_phrase = replacement.current().cloned().unwrap();
+        // Held by the history and by the scheduler playing it.
+        assert_eq!(old.strong_count(), 2);
+        let loaded = replacement.clone();
+        let before = crate::alloc_audit::thread_heap_ops();
+        {
+            let _scope = crate::alloc_audit::ProcessScope::enter();
+            shared.load_state(loaded);
+        }
+        assert_eq!(
+            crate::alloc_audit::thread_heap_ops(),
+            before,
+            "nothing freed (or allocated) on the audio thread"
+        );
+        assert_eq!(old.strong_count(), 2, "the old history waits to be freed");
+        // Applied at once: the audio side already has the new phrase.
+        assert!(Arc::ptr_eq(&audio.inbox.take().unwrap(), &new_phrase));
+
+        // Another thread (the generation thread) frees the old one.
+        let other = shared.clone();
+        std::thread::spawn(move || other.apply_deferred_state())
+            .join()
+            .unwrap();
+        assert_eq!(old.strong_count(), 1, "freed off the audio thread");
+        assert_eq!(shared.state(), replacement);
+        assert!(Arc::ptr_eq(&shared.current().unwrap(), &new_phrase));
+        assert!(shared.take_state_loaded());
+    }
+
+    #[test]
+    fn the_editor_playhead_stops_after_a_once_phrase() {
+        let (shared, inbox, _requests) = Shared::new();
+        shared.adopt(generated());
+        let mut audio = Audio::new(inbox);
+        let mut p = params();
+        p.mode = PlaybackMode::Once;
+        // 120 bpm at 48 kHz: a one-bar phrase from the first bar line (quarter 4) to quarter 8.
+        let mut seen = Vec::new();
+        for block in 0..40u32 {
+            let pos = 1.0 + block as f64 * 0.5;
+            let t = Transport::playing_at(48_000.0, 120.0, pos);
+            audio.process(&shared, &t, 12_000, p, &mut TestIo::default());
+            seen.push((pos + 0.5, shared.transport.playhead.load(Ordering::Relaxed)));
+        }
+        for (end, playhead) in seen {
+            if end > 4.0 && end < 8.0 {
+                assert!((playhead - (end - 4.0)).abs() < 1e-6, "{playhead} at {end}");
+            } else if end > 8.0 {
+                assert_eq!(playhead, -1.0, "after the phrase, at {end}: no wrap");
+            }
+        }
+    }
+
     #[test]
     fn garbage_transport_is_silent() {
-        let (session, _requests) = Session::new();
-        session.adopt(generated());
-        let mut audio = Audio::default();
+        let (shared, inbox, _requests) = Shared::new();
+        shared.adopt(generated());
+        let mut audio = Audio::new(inbox);
         for (tempo, pos, sr) in [
             (f64::NAN, 0.0, 48_000.0),
             (0.0, 0.0, 48_000.0),
@@ -534,7 +630,7 @@ mod tests {
             t.time_sig_numerator = -3;
             t.time_sig_denominator = 0;
             let mut io = TestIo::default();
-            audio.process(&session, &t, 512, params(), &mut io);
+            audio.process(&shared, &t, 512, params(), &mut io);
             assert!(io.out.is_empty(), "tempo {tempo} pos {pos} sr {sr}");
         }
     }

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use smdim_drag::{start_file_drag, DragOutcome};
-use smdim_engine::midi_file::{write_smf, WriteOptions};
 use smdim_engine::TimeSignature;
 use smdim_inference::Generated;
 
@@ -33,10 +32,7 @@ pub fn drag_file_name(generated: &Generated) -> String {
     let key = generated
         .settings
         .key
-        .as_deref()
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .unwrap_or("nokey")
+        .map_or_else(|| "nokey".to_string(), |k| k.to_string())
         .replace('#', "sharp")
         .chars()
         .map(|c| {
@@ -90,16 +86,7 @@ pub fn write_drag_file(
 ) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("could not create {}: {e}", dir.display()))?;
     remove_old_files(dir, MAX_AGE);
-    let bytes = write_smf(
-        &generated.phrase,
-        &WriteOptions {
-            tempo,
-            time_signature: Some(time_signature),
-            track_name,
-            channel: channel.min(15),
-        },
-    )
-    .map_err(|e| format!("could not encode the phrase: {e}"))?;
+    let bytes = crate::export::smf_bytes(generated, tempo, time_signature, channel, track_name)?;
     let path = dir.join(drag_file_name(generated));
     // Write then rename: a target still reading an earlier file of that name keeps its copy.
     let tmp = path.with_extension("mid.part");
@@ -170,7 +157,7 @@ mod tests {
             phrase,
             tokens: vec![],
             settings: GenerationSettings {
-                key: Some("F#-dorian".into()),
+                key: smdim_engine::Key::parse("F#-dorian"),
                 seed: 42,
                 ..GenerationSettings::default()
             },

@@ -4,8 +4,8 @@
 //! them), Export .mid, the Style selector and the other generation parameters, and the drag
 //! handle (the phrase as a .mid dragged into the DAW; Copy path as a fallback).
 //!
-//! It never blocks on the generator: everything it shows comes from [`Session`] snapshots,
-//! and every action is a request to the controller thread.
+//! It never blocks on generation: everything it shows comes from [`Shared`] snapshots, and
+//! every action is a request to the generation thread (Cancel: an atomic it reads).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,20 +18,20 @@ use nice_plug::prelude::*;
 use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{create_egui_editor, EguiNiceSettings, NiceEguiApp, RepaintNotifier};
 use smdim_engine::phrase::PPQ;
-use smdim_inference::{Phase, Style};
+use smdim_inference::Style;
 
 use crate::drag::{self, DragState};
 use crate::export;
 use crate::model;
 use crate::params::{SmdimParams, StyleParam};
-use crate::session::{fallback_notes, Request, Session};
+use crate::shared::{fallback_notes, Phase, Request, Shared, Status};
 use crate::state::{device_label, DEVICES};
 
 pub const GENERATE_LABEL: &str = "Generate";
 
 pub struct SmdimEditor {
     params: Arc<SmdimParams>,
-    session: Arc<Session>,
+    shared: Arc<Shared>,
     gui: Option<GuiContext>,
     egui_ctx: Option<egui::Context>,
     export_message: Option<Result<String, String>>,
@@ -41,7 +41,7 @@ pub struct SmdimEditor {
 
 pub fn create(
     params: Arc<SmdimParams>,
-    session: Arc<Session>,
+    shared: Arc<Shared>,
 ) -> Option<nice_plug_egui::EguiEditor<SmdimEditor>> {
     let settings = EguiNiceSettings::new()
         .with_tile("SMDIM")
@@ -55,7 +55,7 @@ pub fn create(
         settings,
         SmdimEditor {
             params,
-            session,
+            shared,
             gui: None,
             egui_ctx: None,
             export_message: None,
@@ -65,20 +65,13 @@ pub fn create(
     )
 }
 
-fn note_name(pitch: u8) -> String {
-    const NAMES: [&str; 12] = [
-        "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
-    ];
-    format!("{}{}", NAMES[pitch as usize % 12], pitch as i32 / 12 - 1)
-}
-
 impl SmdimEditor {
     fn piano_roll(&self, ui: &mut egui::Ui, height: f32) {
         let width = ui.available_width();
         let (response, painter) = ui.allocate_painter(Vec2::new(width, height), Sense::hover());
         let rect = response.rect;
         painter.rect_filled(rect, 4.0, Color32::from_rgb(24, 26, 32));
-        let Some(current) = self.session.current() else {
+        let Some(current) = self.shared.current() else {
             painter.text(
                 rect.center(),
                 egui::Align2::CENTER_CENTER,
@@ -154,7 +147,7 @@ impl SmdimEditor {
                 painter.text(
                     Pos2::new(rect.left() + 2.0, y),
                     egui::Align2::LEFT_BOTTOM,
-                    note_name(pitch),
+                    smdim_engine::theory::pitch_name(pitch),
                     egui::FontId::monospace(10.0),
                     Color32::from_gray(130),
                 );
@@ -173,7 +166,7 @@ impl SmdimEditor {
                 color,
             );
         }
-        let playhead = self.session.transport.playhead.load(Ordering::Relaxed);
+        let playhead = self.shared.transport.playhead.load(Ordering::Relaxed);
         if playhead >= 0.0 {
             let x = x_of((playhead * PPQ as f64) as f32);
             painter.line_segment(
@@ -186,8 +179,8 @@ impl SmdimEditor {
     /// The "Compute device" combo box, and the provider actually running the model. Fallback
     /// reasons stay out of the way (one muted note, the reasons on hover): running on the CPU
     /// is a normal state, not an error.
-    fn device_line(&self, ui: &mut egui::Ui, status: Option<&smdim_inference::Status>) {
-        let device = self.session.device();
+    fn device_line(&self, ui: &mut egui::Ui, status: &Status) {
+        let device = self.shared.device();
         let mut chosen = device;
         ui.label("Compute device");
         egui::ComboBox::from_id_salt("compute-device")
@@ -204,19 +197,17 @@ impl SmdimEditor {
                  model; a generation already running finishes first.",
             );
         if chosen != device {
-            self.session.set_device(chosen);
+            self.shared.set_device(chosen);
         }
-        let provider = match status {
-            None => "not loaded yet",
-            Some(s) => match (s.provider, s.phase) {
-                (Some(p), _) => p.name(),
-                (None, Phase::Loading) => "loading…",
-                (None, _) => "not loaded",
-            },
+        let provider = match (status.provider, status.phase) {
+            (Some(p), _) => p.name(),
+            (None, Phase::Loading) => "loading…",
+            (None, _) if status.loads == 0 => "not loaded yet",
+            (None, _) => "not loaded",
         };
         ui.label(format!("Provider: {provider}"));
-        let notes = status.map(fallback_notes).unwrap_or_default();
-        if let Some(status) = status.filter(|_| !notes.is_empty()) {
+        let notes = fallback_notes(status);
+        if !notes.is_empty() {
             let skipped: Vec<&str> = status.fallbacks.iter().map(|(p, _)| p.name()).collect();
             ui.label(egui::RichText::new(format!("({} unavailable)", skipped.join(", "))).weak())
                 .on_hover_text(notes.join("\n"));
@@ -224,12 +215,12 @@ impl SmdimEditor {
     }
 
     fn status_line(&self, ui: &mut egui::Ui) {
-        let status = self.session.status();
-        let current = self.session.current();
+        let status = self.shared.status();
+        let current = self.shared.current();
         ui.horizontal_wrapped(|ui| {
-            self.device_line(ui, status.as_ref());
+            self.device_line(ui, &status);
             ui.separator();
-            match status.as_ref().and_then(|s| s.last_elapsed) {
+            match status.last_elapsed {
                 Some(t) if t.as_secs_f64() < 1.0 => ui.label(format!(
                     "Last generation: {:.0} ms",
                     t.as_secs_f64() * 1000.0
@@ -332,9 +323,9 @@ impl SmdimEditor {
 
     /// Writes the phrase into the drag folder; `None` without a phrase.
     fn write_drag_file(&self) -> Option<Result<std::path::PathBuf, String>> {
-        let current = self.session.current()?;
-        let view = &self.session.transport;
-        let channel = (self.params.channel.value() - 1).clamp(0, 15) as u8;
+        let current = self.shared.current()?;
+        let view = &self.shared.transport;
+        let channel = self.params.midi_channel();
         Some(drag::write_drag_file(
             &current,
             &drag::drag_dir(),
@@ -393,11 +384,11 @@ impl SmdimEditor {
     }
 
     fn export(&mut self) {
-        let Some(current) = self.session.current() else {
+        let Some(current) = self.shared.current() else {
             return;
         };
-        let view = &self.session.transport;
-        let channel = (self.params.channel.value() - 1).clamp(0, 15) as u8;
+        let view = &self.shared.transport;
+        let channel = self.params.midi_channel();
         self.export_message = Some(match export::export_dir() {
             Some(dir) => {
                 export::export_mid(&current, &dir, view.tempo(), view.time_signature(), channel)
@@ -423,7 +414,7 @@ impl NiceEguiApp for SmdimEditor {
         if !self.preloaded {
             // Opening the editor is the moment to load ONNX Runtime and the model (on the
             // generator's own thread).
-            self.session.request(Request::Preload);
+            self.shared.request(Request::Preload);
             self.preloaded = true;
         }
         Ok(())
@@ -442,10 +433,9 @@ impl NiceEguiApp for SmdimEditor {
         if drag_state == Some(DragState::Dragging) {
             ui.ctx().request_repaint_after(Duration::from_millis(100));
         }
-        let busy = self.session.busy.load(Ordering::SeqCst);
-        let phase = self.session.status().map(|s| s.phase);
-        let generating = busy || matches!(phase, Some(Phase::Generating | Phase::Loading));
-        let playing = self.session.transport.playing.load(Ordering::Relaxed);
+        let phase = self.shared.phase();
+        let generating = phase != Phase::Idle;
+        let playing = self.shared.transport.playing.load(Ordering::Relaxed);
         if generating || playing {
             ui.ctx().request_repaint();
         }
@@ -457,48 +447,48 @@ impl NiceEguiApp for SmdimEditor {
                 egui::Button::new(GENERATE_LABEL).min_size(Vec2::new(96.0, 28.0)),
             );
             if generate.clicked() {
-                self.session.request(Request::Generate);
+                self.shared.request(Request::Generate);
             }
             if ui
                 .add_enabled(
-                    !generating && self.session.current().is_some(),
+                    !generating && self.shared.current().is_some(),
                     egui::Button::new("Variation"),
                 )
                 .on_hover_text("Same settings, new seed")
                 .clicked()
             {
-                self.session.request(Request::Variation);
+                self.shared.request(Request::Variation);
             }
             if ui
                 .add_enabled(generating, egui::Button::new("Cancel"))
                 .clicked()
             {
-                self.session.request(Request::Cancel);
+                self.shared.request(Request::Cancel);
             }
             ui.separator();
             if ui
-                .add_enabled(self.session.can_undo(), egui::Button::new("Undo"))
+                .add_enabled(self.shared.can_undo(), egui::Button::new("Undo"))
                 .clicked()
             {
-                self.session.step(-1);
+                self.shared.step(-1);
             }
             if ui
-                .add_enabled(self.session.can_redo(), egui::Button::new("Redo"))
+                .add_enabled(self.shared.can_redo(), egui::Button::new("Redo"))
                 .clicked()
             {
-                self.session.step(1);
+                self.shared.step(1);
             }
             ui.separator();
             if ui
                 .add_enabled(
-                    self.session.current().is_some(),
+                    self.shared.current().is_some(),
                     egui::Button::new("Export .mid"),
                 )
                 .clicked()
             {
                 self.export();
             }
-            let has_phrase = self.session.current().is_some();
+            let has_phrase = self.shared.current().is_some();
             let handle = ui
                 .add_enabled(
                     has_phrase && drag_state != Some(DragState::Dragging),
@@ -524,19 +514,19 @@ impl NiceEguiApp for SmdimEditor {
 
         if generating {
             let label = match phase {
-                Some(Phase::Loading) => "Loading model…".to_string(),
+                Phase::Loading => "Loading model…".to_string(),
                 _ => format!(
                     "Generating… {:.1} s",
-                    self.session.since_request_ms().unwrap_or(0.0) / 1000.0
+                    self.shared.since_request_ms().unwrap_or(0.0) / 1000.0
                 ),
             };
             ui.add(
-                egui::ProgressBar::new(self.session.progress())
+                egui::ProgressBar::new(self.shared.progress())
                     .show_percentage()
                     .text(label),
             );
         }
-        if let Some(error) = self.session.error() {
+        if let Some(error) = self.shared.error() {
             ui.colored_label(Color32::from_rgb(255, 110, 100), format!("Error: {error}"));
         }
         match &self.export_message {

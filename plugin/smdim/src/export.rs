@@ -15,6 +15,27 @@ pub fn export_dir() -> Option<PathBuf> {
     Some(PathBuf::from(home).join("Music").join("SMDIM"))
 }
 
+/// The phrase as a Standard MIDI File with the host's tempo and meter on `channel` (0-based):
+/// what Export .mid writes and what a drag carries.
+pub fn smf_bytes(
+    generated: &Generated,
+    tempo: f64,
+    time_signature: TimeSignature,
+    channel: u8,
+    track_name: &str,
+) -> Result<Vec<u8>, String> {
+    write_smf(
+        &generated.phrase,
+        &WriteOptions {
+            tempo,
+            time_signature: Some(time_signature),
+            track_name,
+            channel,
+        },
+    )
+    .map_err(|e| format!("could not encode the phrase: {e}"))
+}
+
 /// Writes `generated` to a new file in `dir` and returns its path.
 pub fn export_mid(
     generated: &Generated,
@@ -23,16 +44,7 @@ pub fn export_mid(
     time_signature: TimeSignature,
     channel: u8,
 ) -> Result<PathBuf, String> {
-    let bytes = write_smf(
-        &generated.phrase,
-        &WriteOptions {
-            tempo,
-            time_signature: Some(time_signature),
-            track_name: "SMDIM",
-            channel: channel.min(15),
-        },
-    )
-    .map_err(|e| format!("could not encode the phrase: {e}"))?;
+    let bytes = smf_bytes(generated, tempo, time_signature, channel, "SMDIM")?;
     std::fs::create_dir_all(dir).map_err(|e| format!("could not create {}: {e}", dir.display()))?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,37 +1,40 @@
 //! SMDIM, the plugin: a CLAP + VST3 MIDI generator on nice-plug.
 //!
 //! - [`params`]: host-visible parameters (stable ids).
-//! - [`state`]: what is saved in the host project (versioned).
-//! - [`session`]: shared non-audio state and the controller thread that drives generation.
+//! - [`state`]: what is saved in the host project (versioned), the save-file schema.
+//! - [`shared`]: the state shared by the editor, the host, the generation thread and the audio
+//!   thread; requests and the generation status.
+//! - [`generation`]: the generation thread, owning the denoiser.
 //! - [`audio`]: the audio thread: transport → scheduler → note events, pass-through.
 //! - [`editor`]: the egui editor.
+//! - [`drag`]: the phrase dragged into the DAW as a .mid file.
 //! - [`model`]: the embedded model (build-time switch).
 //! - [`export`]: Export .mid.
 //! - [`alloc_audit`]: counts heap operations inside `process` (read by the host tests).
 //!
-//! Instantiation starts one idle controller thread and loads nothing: ONNX Runtime and the
-//! model load on the generator's worker thread on the first generation or when the editor
-//! opens.
+//! Instantiation starts one idle generation thread and loads nothing: ONNX Runtime and the
+//! model load on that thread on the first generation or when the editor opens.
 
 pub mod alloc_audit;
 pub mod audio;
 pub mod drag;
 pub mod editor;
 pub mod export;
+pub mod generation;
 pub mod model;
 pub mod params;
-pub mod session;
+pub mod shared;
 pub mod state;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use nice_plug::prelude::*;
 
 use crate::audio::{engine_transport, Audio, BlockParams, NoteIo};
+use crate::generation::GenerationThread;
 use crate::params::SmdimParams;
-use crate::session::{Session, SessionField};
+use crate::shared::{Shared, StateField};
 
 /// CLAP plugin id; never change it (hosts store it in projects).
 pub const CLAP_ID: &str = "org.smdim.smdim";
@@ -40,37 +43,34 @@ pub const VST3_CLASS_ID: [u8; 16] = *b"SMDIMmidiGenV001";
 
 pub struct Smdim {
     params: Arc<SmdimParams>,
-    session: Arc<Session>,
+    shared: Arc<Shared>,
     audio: Audio,
-    controller: Option<JoinHandle<()>>,
+    /// Stopped when the plugin is dropped, without waiting for a model load.
+    _generation: Option<GenerationThread>,
 }
 
 impl Default for Smdim {
     fn default() -> Self {
-        let (session, requests) = Session::new();
-        let params = Arc::new(SmdimParams::new(SessionField(session.clone())));
-        let controller = match session::spawn_controller(session.clone(), params.clone(), requests)
-        {
-            Ok(handle) => Some(handle),
+        let (shared, inbox, requests) = Shared::new();
+        let params = Arc::new(SmdimParams::new(StateField(shared.clone())));
+        let generation = GenerationThread::spawn(
+            shared.clone(),
+            params.clone(),
+            requests,
+            generation::embedded_loader(),
+        );
+        let generation = match generation {
+            Ok(thread) => Some(thread),
             Err(e) => {
-                session.set_error(Some(format!("could not start the controller thread: {e}")));
+                shared.set_error(Some(format!("could not start the generation thread: {e}")));
                 None
             }
         };
         Smdim {
             params,
-            session,
-            audio: Audio::default(),
-            controller,
-        }
-    }
-}
-
-impl Drop for Smdim {
-    fn drop(&mut self) {
-        self.session.shutdown();
-        if let Some(handle) = self.controller.take() {
-            let _ = handle.join();
+            shared,
+            audio: Audio::new(inbox),
+            _generation: generation,
         }
     }
 }
@@ -120,7 +120,7 @@ impl Plugin for Smdim {
     }
 
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
-        editor::create(self.params.clone(), self.session.clone())
+        editor::create(self.params.clone(), self.shared.clone())
     }
 
     fn activate(
@@ -155,12 +155,12 @@ impl Plugin for Smdim {
         let block_len = u32::try_from(buffer.samples()).unwrap_or(u32::MAX);
         let params = BlockParams {
             mode: self.params.mode.value().playback(),
-            channel: (self.params.channel.value() - 1).clamp(0, 15) as u8,
+            channel: self.params.midi_channel(),
             pass_through: self.params.pass_through.value(),
             generate: self.params.generate.value(),
         };
         self.audio.process(
-            &self.session,
+            &self.shared,
             &transport,
             block_len,
             params,

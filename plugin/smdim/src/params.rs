@@ -10,10 +10,11 @@ use std::sync::Arc;
 use nice_plug::prelude::*;
 use nice_plug_egui::EguiEditorState;
 use smdim_engine::scheduler::PlaybackMode;
+use smdim_engine::theory::{Key, Scale};
 use smdim_engine::TimeSignature;
 use smdim_inference::{GenerationSettings, Style};
 
-use crate::session::SessionField;
+use crate::shared::StateField;
 
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -38,6 +39,8 @@ impl Mode {
     }
 }
 
+/// The Key parameter: no key or a tonic. The names are host-visible values and must stay
+/// literals for the derive; a test holds them equal to [`smdim_engine::theory::NOTE_NAMES`].
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyRoot {
     #[id = "none"]
@@ -75,17 +78,14 @@ pub enum KeyRoot {
 }
 
 impl KeyRoot {
-    fn name(self) -> Option<&'static str> {
-        const NAMES: [&str; 12] = [
-            "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
-        ];
-        match self {
-            KeyRoot::None => None,
-            other => NAMES.get(other as usize - 1).copied(),
-        }
+    /// The tonic's pitch class (C = 0), `None` for no key.
+    fn tonic(self) -> Option<u8> {
+        (self as u8).checked_sub(1)
     }
 }
 
+/// The Scale parameter: [`Scale`] as a nice-plug enum. Ids are the scales' names (a test holds
+/// them equal).
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScaleParam {
     #[id = "major"]
@@ -108,15 +108,15 @@ pub enum ScaleParam {
 }
 
 impl ScaleParam {
-    fn name(self) -> &'static str {
+    fn scale(self) -> Scale {
         match self {
-            ScaleParam::Major => "major",
-            ScaleParam::Minor => "minor",
-            ScaleParam::HarmonicMinor => "harmonic-minor",
-            ScaleParam::Dorian => "dorian",
-            ScaleParam::Mixolydian => "mixolydian",
-            ScaleParam::MajorPentatonic => "major-pentatonic",
-            ScaleParam::MinorPentatonic => "minor-pentatonic",
+            ScaleParam::Major => Scale::Major,
+            ScaleParam::Minor => Scale::Minor,
+            ScaleParam::HarmonicMinor => Scale::HarmonicMinor,
+            ScaleParam::Dorian => Scale::Dorian,
+            ScaleParam::Mixolydian => Scale::Mixolydian,
+            ScaleParam::MajorPentatonic => Scale::MajorPentatonic,
+            ScaleParam::MinorPentatonic => Scale::MinorPentatonic,
         }
     }
 }
@@ -176,7 +176,7 @@ pub struct SmdimParams {
     pub editor_state: Arc<EguiEditorState>,
     /// Phrase history and the current phrase; see `state.rs`.
     #[persist = "smdim-state"]
-    pub session: SessionField,
+    pub state: StateField,
 
     #[id = "bars"]
     pub bars: IntParam,
@@ -215,13 +215,13 @@ pub struct SmdimParams {
 }
 
 impl SmdimParams {
-    pub fn new(session: SessionField) -> SmdimParams {
+    pub fn new(state: StateField) -> SmdimParams {
         SmdimParams {
             editor_state: EguiEditorState::from_size(
                 nice_plug::editor::dpi::LogicalSize::<f64>::new(760.0, 520.0),
                 1.0,
             ),
-            session,
+            state,
             bars: IntParam::new("Bars", 4, IntRange::Linear { min: 1, max: 16 }).with_unit(" bars"),
             steps: IntParam::new("Diffusion steps", 16, IntRange::Linear { min: 1, max: 128 }),
             temperature: FloatParam::new(
@@ -281,6 +281,11 @@ impl SmdimParams {
 
     /// Generation settings from the current parameter values. `seed` is the seed to use (the
     /// caller decides between the seed parameter and a fresh one).
+    /// The MIDI channel parameter as the 0-based channel notes go out on.
+    pub fn midi_channel(&self) -> u8 {
+        (self.channel.value() - 1).clamp(0, 15) as u8
+    }
+
     pub fn settings(
         &self,
         seed: u64,
@@ -306,8 +311,8 @@ impl SmdimParams {
             key: self
                 .key
                 .value()
-                .name()
-                .map(|root| format!("{root}-{}", self.scale.value().name())),
+                .tonic()
+                .map(|tonic| Key::new(tonic, self.scale.value().scale())),
             velocity: (BASE_VELOCITY * scale).round().clamp(1.0, 127.0) as u8,
             accent: (BASE_ACCENT * scale).round().clamp(0.0, 127.0) as u8,
             style: self.style.value().0,
@@ -319,7 +324,7 @@ impl SmdimParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smdim_engine::sampler::constraints::Key;
+    use smdim_engine::theory::NOTE_NAMES;
 
     #[test]
     fn every_key_and_scale_parses() {
@@ -327,11 +332,55 @@ mod tests {
             for scale in 0..7 {
                 let root: KeyRoot = Enum::from_index(root);
                 let scale: ScaleParam = Enum::from_index(scale);
-                let text = format!("{}-{}", root.name().unwrap(), scale.name());
-                assert!(Key::parse(&text).is_some(), "{text}");
+                let key = Key::new(root.tonic().unwrap(), scale.scale());
+                let text = key.to_string();
+                assert_eq!(
+                    text,
+                    format!(
+                        "{}-{}",
+                        KeyRoot::variants()[root.to_index()],
+                        ScaleParam::ids().unwrap()[scale.to_index()]
+                    )
+                );
+                assert_eq!(Key::parse(&text), Some(key), "{text}");
             }
         }
-        assert_eq!(KeyRoot::None.name(), None);
+        assert_eq!(KeyRoot::None.tonic(), None);
+    }
+
+    /// The parameters' names are host-visible literals; they must be the theory module's.
+    #[test]
+    fn key_and_scale_parameters_follow_the_theory_tables() {
+        assert_eq!(KeyRoot::variants()[0], "None");
+        assert_eq!(KeyRoot::variants()[1..], NOTE_NAMES);
+        let ids: Vec<String> = NOTE_NAMES.iter().map(|n| n.to_lowercase()).collect();
+        assert_eq!(KeyRoot::ids().unwrap()[1..], ids);
+        for (index, name) in NOTE_NAMES.iter().enumerate() {
+            let root: KeyRoot = Enum::from_index(index + 1);
+            assert_eq!(root.tonic(), Some(index as u8), "{name}");
+        }
+        let names: Vec<&str> = Scale::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(ScaleParam::ids().unwrap(), names);
+        for (index, scale) in Scale::ALL.into_iter().enumerate() {
+            assert_eq!(ScaleParam::from_index(index).scale(), scale);
+        }
+    }
+
+    #[test]
+    fn settings_carry_the_key_parameters_as_a_key() {
+        let (shared, _inbox, _requests) = crate::shared::Shared::new();
+        let params = SmdimParams::new(StateField(shared));
+        let settings = params.settings(1, TimeSignature::FOUR_FOUR, 120.0);
+        assert_eq!(settings.key, None, "Key defaults to None");
+        // D minor, as parameters whose value is D and Minor.
+        let d_minor = SmdimParams {
+            key: EnumParam::new("Key", KeyRoot::D),
+            scale: EnumParam::new("Scale", ScaleParam::Minor),
+            ..params
+        };
+        let settings = d_minor.settings(1, TimeSignature::FOUR_FOUR, 120.0);
+        assert_eq!(settings.key, Key::parse("D-minor"));
+        assert_eq!(serde_json::to_value(&settings).unwrap()["key"], "D-minor");
     }
 
     #[test]
@@ -347,8 +396,8 @@ mod tests {
 
     #[test]
     fn style_parameter_defaults_to_melody_in_the_settings() {
-        let (session, _requests) = crate::session::Session::new();
-        let params = SmdimParams::new(SessionField(session));
+        let (shared, _inbox, _requests) = crate::shared::Shared::new();
+        let params = SmdimParams::new(StateField(shared));
         assert_eq!(params.style.value(), StyleParam(Style::Melody));
         let settings = params.settings(1, TimeSignature::FOUR_FOUR, 120.0);
         assert_eq!(settings.style, Style::Melody);

@@ -6,7 +6,13 @@
 //! which automation must never trigger. It was added to version 1 as an optional field (an older
 //! build ignores it and a state without it means the default, CPU), so no version bump: a bump
 //! would make older builds refuse the whole project for one setting they can do without. Each
-//! entry's settings gained `style` the same way (absent: Melody; see `GenerationSettings`).
+//! entry's settings gained `style` the same way (absent: Melody).
+//!
+//! The file format is its own set of types below (`FileV1`, `EntryV1`, `SettingsV1`, ...), every
+//! field with a default, converted to and from the in-memory types; so the in-memory types can
+//! change without touching what is on disk, and a field added later reads as its default in an
+//! older project instead of making it load empty. `tests/data/state_*.json` holds one fixture per
+//! shape the format has had; every one must load.
 //!
 //! The JSON carries a `version`. [`SavedState::from_json_value`] reads every version this code
 //! has ever written (today: 1) and refuses newer ones with a clear error instead of guessing, so
@@ -16,10 +22,14 @@
 //! in a state the scheduler does not expect.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use smdim_engine::phrase::{Phrase, MAX_BARS};
-use smdim_inference::{Generated, ProviderChoice};
+use smdim_engine::phrase::{Note, Phrase, TimeSignature, DEFAULT_VELOCITY, MAX_BARS};
+use smdim_engine::sampler::Order;
+use smdim_engine::theory::Key;
+use smdim_engine::vocab::TokenId;
+use smdim_inference::{Generated, GenerationSettings, Provider, ProviderChoice, Style};
 
 /// The format this build writes.
 pub const STATE_VERSION: u32 = 1;
@@ -28,8 +38,8 @@ pub const HISTORY_LEN: usize = 8;
 /// Upper bound on notes accepted from a saved project (hostile input).
 pub const MAX_SAVED_NOTES: usize = 20_000;
 
-/// The persisted state.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// The persisted state, in memory. On disk it is [`FileV1`].
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SavedState {
     pub version: u32,
     /// Oldest first, at most [`HISTORY_LEN`].
@@ -37,7 +47,6 @@ pub struct SavedState {
     /// Index into `history` of the phrase that plays; `None` when nothing was generated yet.
     pub cursor: Option<usize>,
     /// The "Compute device" setting (stable ids on disk: [`ProviderChoice::id`]).
-    #[serde(serialize_with = "serialize_device")]
     pub device: ProviderChoice,
 }
 
@@ -138,7 +147,7 @@ impl SavedState {
             .ok_or("saved SMDIM state has no version")?;
         match version {
             1 => {
-                let v1: StateV1 = serde_json::from_value(value)
+                let v1: FileV1 = serde_json::from_value(value)
                     .map_err(|e| format!("saved SMDIM state (version 1) is unreadable: {e}"))?;
                 Ok(v1.into_state())
             }
@@ -156,29 +165,277 @@ impl SavedState {
     }
 }
 
-/// Version 1 on disk. Every field but `version` defaults, so partial states load.
-#[derive(Deserialize)]
-struct StateV1 {
-    #[serde(default)]
-    history: Vec<Generated>,
-    #[serde(default)]
+// The save-file schema, version 1. These types are the format: the in-memory types
+// (`Generated`, `GenerationSettings`, `Phrase`) may change freely, these only by adding fields.
+// Every field has a default, so a file written before a field existed loads (the field reads as
+// its default), and a field this build does not know is ignored: adding a setting can never make
+// an older project load empty. A value of the wrong type is still an error, so a corrupt file is
+// reported rather than half-read. Older builds read what this one writes: every field they
+// require is written.
+
+/// The whole state on disk.
+#[derive(Serialize, Deserialize)]
+#[serde(default)]
+struct FileV1 {
+    version: u32,
+    history: Vec<EntryV1>,
     cursor: Option<usize>,
     /// Added after the first release of version 1 (absent in older projects).
-    #[serde(default = "default_device", deserialize_with = "deserialize_device")]
+    #[serde(
+        serialize_with = "serialize_device",
+        deserialize_with = "deserialize_device"
+    )]
     device: ProviderChoice,
 }
 
-fn default_device() -> ProviderChoice {
-    DEFAULT_DEVICE
+impl Default for FileV1 {
+    fn default() -> Self {
+        FileV1 {
+            version: STATE_VERSION,
+            history: Vec::new(),
+            cursor: None,
+            device: DEFAULT_DEVICE,
+        }
+    }
 }
 
-impl StateV1 {
+/// One phrase of the history with what made it.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+struct EntryV1 {
+    phrase: PhraseV1,
+    tokens: Vec<TokenId>,
+    settings: SettingsV1,
+    steps: u32,
+    /// Added with confidence-order sampling (absent: random, the only order before it).
+    #[serde(deserialize_with = "lenient")]
+    order: Order,
+    #[serde(deserialize_with = "lenient")]
+    provider: Provider,
+    elapsed: Duration,
+    denoiser_calls: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(default)]
+struct PhraseV1 {
+    notes: Vec<NoteV1>,
+    time_signature: TimeSignature,
+    tempo_hint: Option<f32>,
+    bars: u32,
+}
+
+impl Default for PhraseV1 {
+    fn default() -> Self {
+        PhraseV1::from(&Phrase::default())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(default)]
+struct NoteV1 {
+    start: u32,
+    length: u32,
+    pitch: u8,
+    velocity: u8,
+}
+
+impl Default for NoteV1 {
+    fn default() -> Self {
+        NoteV1 {
+            start: 0,
+            length: 1,
+            pitch: 60,
+            velocity: DEFAULT_VELOCITY,
+        }
+    }
+}
+
+/// The settings that made a phrase. Absent fields read as today's defaults.
+#[derive(Serialize, Deserialize)]
+#[serde(default)]
+struct SettingsV1 {
+    bars: u32,
+    time_signature: TimeSignature,
+    tempo: f32,
+    steps: Option<u32>,
+    temperature: f64,
+    top_p: f64,
+    seed: u64,
+    density: f64,
+    lowest_pitch: u8,
+    highest_pitch: u8,
+    /// The key's name (`"D-minor"`) or `null`; a name this build cannot read loads as no key.
+    key: Option<String>,
+    max_notes_per_onset: u32,
+    velocity: u8,
+    accent: u8,
+    /// Added after the first saved settings: absent means Melody (what every phrase was before
+    /// styles), and a style this build does not know reads as the default too.
+    #[serde(deserialize_with = "lenient")]
+    style: Style,
+    #[serde(deserialize_with = "lenient")]
+    order: Option<Order>,
+    noise: Option<f64>,
+}
+
+impl Default for SettingsV1 {
+    fn default() -> Self {
+        SettingsV1::from(&GenerationSettings::default())
+    }
+}
+
+/// A value of a type whose set of values grows between builds (a style, a provider): one this
+/// build does not know reads as the default instead of failing the whole project.
+fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(T::deserialize(value).unwrap_or_default())
+}
+
+impl From<&Phrase> for PhraseV1 {
+    fn from(phrase: &Phrase) -> Self {
+        PhraseV1 {
+            notes: phrase
+                .notes
+                .iter()
+                .map(|n| NoteV1 {
+                    start: n.start,
+                    length: n.length,
+                    pitch: n.pitch,
+                    velocity: n.velocity,
+                })
+                .collect(),
+            time_signature: phrase.time_signature,
+            tempo_hint: phrase.tempo_hint,
+            bars: phrase.bars,
+        }
+    }
+}
+
+impl PhraseV1 {
+    fn into_phrase(self) -> Phrase {
+        Phrase {
+            notes: self
+                .notes
+                .into_iter()
+                .map(|n| Note {
+                    start: n.start,
+                    length: n.length,
+                    pitch: n.pitch,
+                    velocity: n.velocity,
+                })
+                .collect(),
+            time_signature: self.time_signature,
+            tempo_hint: self.tempo_hint,
+            bars: self.bars,
+        }
+    }
+}
+
+impl From<&GenerationSettings> for SettingsV1 {
+    fn from(s: &GenerationSettings) -> Self {
+        SettingsV1 {
+            bars: s.bars,
+            time_signature: s.time_signature,
+            tempo: s.tempo,
+            steps: s.steps,
+            temperature: s.temperature,
+            top_p: s.top_p,
+            seed: s.seed,
+            density: s.density,
+            lowest_pitch: s.lowest_pitch,
+            highest_pitch: s.highest_pitch,
+            key: s.key.map(|k| k.to_string()),
+            max_notes_per_onset: s.max_notes_per_onset,
+            velocity: s.velocity,
+            accent: s.accent,
+            style: s.style,
+            order: s.order,
+            noise: s.noise,
+        }
+    }
+}
+
+impl SettingsV1 {
+    fn into_settings(self) -> GenerationSettings {
+        GenerationSettings {
+            bars: self.bars,
+            time_signature: self.time_signature,
+            tempo: self.tempo,
+            steps: self.steps,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.seed,
+            density: self.density,
+            lowest_pitch: self.lowest_pitch,
+            highest_pitch: self.highest_pitch,
+            key: self.key.as_deref().and_then(Key::parse),
+            max_notes_per_onset: self.max_notes_per_onset,
+            velocity: self.velocity,
+            accent: self.accent,
+            style: self.style,
+            order: self.order,
+            noise: self.noise,
+        }
+    }
+}
+
+impl From<&Generated> for EntryV1 {
+    fn from(g: &Generated) -> Self {
+        EntryV1 {
+            phrase: PhraseV1::from(&g.phrase),
+            tokens: g.tokens.clone(),
+            settings: SettingsV1::from(&g.settings),
+            steps: g.steps,
+            order: g.order,
+            provider: g.provider,
+            elapsed: g.elapsed,
+            denoiser_calls: g.denoiser_calls,
+        }
+    }
+}
+
+impl EntryV1 {
+    fn into_generated(self) -> Generated {
+        Generated {
+            phrase: self.phrase.into_phrase(),
+            tokens: self.tokens,
+            settings: self.settings.into_settings(),
+            steps: self.steps,
+            order: self.order,
+            provider: self.provider,
+            elapsed: self.elapsed,
+            denoiser_calls: self.denoiser_calls,
+        }
+    }
+}
+
+impl From<&SavedState> for FileV1 {
+    fn from(state: &SavedState) -> Self {
+        FileV1 {
+            version: STATE_VERSION,
+            history: state.history.iter().map(|g| EntryV1::from(&**g)).collect(),
+            cursor: state.cursor,
+            device: state.device,
+        }
+    }
+}
+
+impl FileV1 {
+    /// Validated: phrases normalised, the history capped and the cursor clamped, so a
+    /// hand-edited or corrupt project never reaches the audio thread in a state the scheduler
+    /// does not expect.
     fn into_state(self) -> SavedState {
         let mut history: Vec<Arc<Generated>> = self
             .history
             .into_iter()
-            .filter(|g| g.phrase.notes.len() <= MAX_SAVED_NOTES && g.phrase.bars <= MAX_BARS)
-            .map(|mut g| {
+            .filter(|e| e.phrase.notes.len() <= MAX_SAVED_NOTES && e.phrase.bars <= MAX_BARS)
+            .map(|e| {
+                let mut g = e.into_generated();
                 g.phrase.normalize();
                 Arc::new(g)
             })
@@ -196,6 +453,12 @@ impl StateV1 {
             cursor,
             device: self.device,
         }
+    }
+}
+
+impl Serialize for SavedState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        FileV1::from(self).serialize(serializer)
     }
 }
 
@@ -278,6 +541,114 @@ mod tests {
                 "written before styles existed"
             );
         }
+    }
+
+    /// Every saved-state fixture in tests/data (one per shape the format has had) loads.
+    #[test]
+    fn every_fixture_ever_written_still_loads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !(name.starts_with("state_") && name.ends_with(".json")) {
+                continue;
+            }
+            let state = SavedState::from_json(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!state.history.is_empty(), "{name} loaded empty");
+            assert!(state.current().is_some(), "{name}");
+            loaded += 1;
+        }
+        assert!(loaded >= 2, "fixtures found: {loaded}");
+
+        let text = include_str!("../tests/data/state_v1_device_styles.json");
+        let state = SavedState::from_json(text).unwrap();
+        assert_eq!(state.device, ProviderChoice::Cuda);
+        let g = state.current().unwrap();
+        assert_eq!(g.settings.style, Style::Chorale);
+        assert_eq!(g.settings.order, Some(Order::Confidence));
+        assert_eq!(g.settings.noise, Some(3.0));
+        assert_eq!(g.settings.key, Key::parse("D-minor"));
+        assert_eq!(g.provider, Provider::Cuda);
+        assert_eq!(g.phrase.time_signature, TimeSignature::new(3, 4).unwrap());
+        // Written back, it is the same JSON value (nothing lost or renamed).
+        let original: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_value(&state).unwrap(), original);
+    }
+
+    /// A field added in a later build is absent from older projects: every single field can
+    /// be missing and the phrase still loads, with that field at its default.
+    #[test]
+    fn any_missing_field_reads_as_its_default() {
+        let mut state = SavedState::new();
+        state.push(generated(5));
+        let full = serde_json::to_value(&state).unwrap();
+        let entry = &full["history"][0];
+        let mut paths: Vec<Vec<String>> = Vec::new();
+        for key in entry.as_object().unwrap().keys() {
+            paths.push(vec![key.clone()]);
+        }
+        for group in ["settings", "phrase"] {
+            for key in entry[group].as_object().unwrap().keys() {
+                paths.push(vec![group.into(), key.clone()]);
+            }
+        }
+        for key in entry["phrase"]["notes"][0].as_object().unwrap().keys() {
+            paths.push(vec![
+                "phrase".into(),
+                "notes".into(),
+                "0".into(),
+                key.clone(),
+            ]);
+        }
+        assert!(paths.len() > 25, "{}", paths.len());
+        for path in paths {
+            let mut value = full.clone();
+            let mut target = &mut value["history"][0];
+            for step in &path[..path.len() - 1] {
+                target = match step.parse::<usize>() {
+                    Ok(i) => &mut target[i],
+                    Err(_) => &mut target[step.as_str()],
+                };
+            }
+            target
+                .as_object_mut()
+                .unwrap()
+                .remove(path.last().unwrap())
+                .unwrap();
+            let back = SavedState::from_json_value(value)
+                .unwrap_or_else(|e| panic!("without {path:?}: {e}"));
+            assert_eq!(back.history.len(), 1, "without {path:?} the phrase is lost");
+        }
+        // And a wrongly typed value is still an error, not a silently emptied project.
+        let mut wrong = full.clone();
+        wrong["history"][0]["settings"]["bars"] = serde_json::json!("eight");
+        assert!(SavedState::from_json_value(wrong).is_err());
+    }
+
+    /// Builds before the save-file types read entries with the in-memory types' own serde
+    /// (every field required): what this build writes must still satisfy that reader.
+    #[test]
+    fn what_this_build_writes_older_builds_read() {
+        let mut state = SavedState::new();
+        for seed in 0..3 {
+            let mut g = (*generated(seed)).clone();
+            g.settings.key = Key::parse("F#-dorian");
+            g.settings.style = Style::ALL[seed as usize % Style::ALL.len()];
+            state.push(Arc::new(g));
+        }
+        let value = serde_json::to_value(&state).unwrap();
+        for (entry, g) in value["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(&state.history)
+        {
+            let old: Generated = serde_json::from_value(entry.clone()).unwrap();
+            assert_eq!(&old, &**g);
+        }
+        assert_eq!(value["history"][0]["settings"]["key"], "F#-dorian");
     }
 
     #[test]

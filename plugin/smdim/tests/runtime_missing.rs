@@ -4,20 +4,22 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use smdim::generation::{embedded_loader, GenerationThread};
 use smdim::params::SmdimParams;
-use smdim::session::{spawn_controller, Request, Session, SessionField};
+use smdim::shared::{Request, Shared, StateField};
 
 #[test]
 fn missing_runtime_is_reported() {
     std::env::set_var("SMDIM_ORT_LIBRARY", "/nonexistent/libonnxruntime.so");
-    let (session, requests) = Session::new();
-    let params = Arc::new(SmdimParams::new(SessionField(session.clone())));
-    let handle = spawn_controller(session.clone(), params, requests).unwrap();
-    session.request(Request::Generate);
+    let (shared, _inbox, requests) = Shared::new();
+    let params = Arc::new(SmdimParams::new(StateField(shared.clone())));
+    let thread =
+        GenerationThread::spawn(shared.clone(), params, requests, embedded_loader()).unwrap();
+    shared.request(Request::Generate);
     let deadline = Instant::now() + Duration::from_secs(30);
     let error = loop {
-        if let Some(e) = session.error() {
-            if !session.busy.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Some(e) = shared.error() {
+            if shared.is_idle() {
                 break e;
             }
         }
@@ -25,7 +27,6 @@ fn missing_runtime_is_reported() {
         std::thread::sleep(Duration::from_millis(5));
     };
     assert!(error.contains("/nonexistent/libonnxruntime.so"), "{error}");
-    assert!(session.current().is_none());
-    session.shutdown();
-    handle.join().unwrap();
+    assert!(shared.current().is_none());
+    drop(thread);
 }

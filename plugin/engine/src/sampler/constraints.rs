@@ -20,10 +20,14 @@
 //! costs one backward and one forward pass.
 
 use crate::phrase::TimeSignature;
+pub use crate::theory::{Key, Scale};
 use crate::vocab::{Token, TokenId, Vocabulary, POSITIONS_PER_BEAT};
 
 /// Notes per onset never exceed this (the automaton's counter range).
 pub const MAX_NOTES_PER_ONSET_LIMIT: u32 = 12;
+
+/// The densities a plan honours (notes per quarter note); others are clamped to them.
+pub const NOTES_PER_QUARTER: std::ops::RangeInclusive<f64> = 0.1..=8.0;
 
 /// What the musician asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,104 +61,6 @@ impl Default for PhraseRequest {
             key: None,
             max_notes_per_onset: 4,
         }
-    }
-}
-
-/// A key as a tonic pitch class and a scale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Key {
-    pub tonic: u8,
-    pub scale: Scale,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scale {
-    Major,
-    Minor,
-    HarmonicMinor,
-    Dorian,
-    Mixolydian,
-    MajorPentatonic,
-    MinorPentatonic,
-}
-
-impl Scale {
-    pub const ALL: [(&'static str, Scale); 7] = [
-        ("major", Scale::Major),
-        ("minor", Scale::Minor),
-        ("harmonic-minor", Scale::HarmonicMinor),
-        ("dorian", Scale::Dorian),
-        ("mixolydian", Scale::Mixolydian),
-        ("major-pentatonic", Scale::MajorPentatonic),
-        ("minor-pentatonic", Scale::MinorPentatonic),
-    ];
-
-    fn steps(self) -> &'static [u8] {
-        match self {
-            Scale::Major => &[0, 2, 4, 5, 7, 9, 11],
-            Scale::Minor => &[0, 2, 3, 5, 7, 8, 10],
-            Scale::HarmonicMinor => &[0, 2, 3, 5, 7, 8, 11],
-            Scale::Dorian => &[0, 2, 3, 5, 7, 9, 10],
-            Scale::Mixolydian => &[0, 2, 4, 5, 7, 9, 10],
-            Scale::MajorPentatonic => &[0, 2, 4, 7, 9],
-            Scale::MinorPentatonic => &[0, 3, 5, 7, 10],
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        Scale::ALL
-            .iter()
-            .find(|(_, s)| *s == self)
-            .map_or("?", |(n, _)| n)
-    }
-}
-
-const NOTE_NAMES: [&str; 12] = [
-    "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
-];
-
-impl Key {
-    pub fn contains(&self, pitch: u8) -> bool {
-        let class = (pitch as i32 - self.tonic as i32).rem_euclid(12) as u8;
-        self.scale.steps().contains(&class)
-    }
-
-    /// Parses `D-minor`, `F#-dorian`, `Bb major`, `Am` (minor), `C` (major).
-    pub fn parse(text: &str) -> Option<Key> {
-        let text = text.trim();
-        let split = text
-            .char_indices()
-            .skip(1)
-            .find(|(_, c)| !matches!(c, '#' | 'b'))
-            .map_or(text.len(), |(i, _)| i);
-        let (note, rest) = text.split_at(split);
-        let mut chars = note.chars();
-        let letter = chars.next()?.to_ascii_uppercase();
-        let base = NOTE_NAMES
-            .iter()
-            .position(|n| n.starts_with(letter) && n.len() == 1)? as i32;
-        let accidental: i32 = chars.map(|c| if c == '#' { 1 } else { -1 }).sum();
-        let tonic = (base + accidental).rem_euclid(12) as u8;
-        let rest = rest
-            .trim_start_matches(['-', ' ', '_'])
-            .to_ascii_lowercase();
-        let scale = match rest.as_str() {
-            "" | "maj" => Scale::Major,
-            "m" | "min" => Scale::Minor,
-            other => Scale::ALL.iter().find(|(n, _)| *n == other)?.1,
-        };
-        Some(Key { tonic, scale })
-    }
-}
-
-impl std::fmt::Display for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}-{}",
-            NOTE_NAMES[self.tonic as usize],
-            self.scale.name()
-        )
     }
 }
 
@@ -692,7 +598,9 @@ pub fn plan(
     };
 
     let density = if request.notes_per_quarter.is_finite() {
-        request.notes_per_quarter.clamp(0.1, 8.0)
+        request
+            .notes_per_quarter
+            .clamp(*NOTES_PER_QUARTER.start(), *NOTES_PER_QUARTER.end())
     } else {
         1.5
     };

@@ -313,12 +313,15 @@ struct Picker {
     allowed: Vec<bool>,
     scratch: ChooseScratch,
     probs: Vec<f64>,
+    temperature: f64,
+    top_p: f64,
+    /// Choices where the constraints allowed nothing ([`SampleStats::relaxed_choices`]).
+    relaxed_choices: u32,
 }
 
 impl Picker {
     /// Masks the logits of slot `i` (static bans, then the constraints) into `self.row` and
     /// draws a token with `u`. Counts choices where the constraints allowed nothing.
-    #[allow(clippy::too_many_arguments)]
     fn pick(
         &mut self,
         source: &[f32],
@@ -326,8 +329,6 @@ impl Picker {
         x: &[TokenId],
         i: usize,
         u: f64,
-        settings: &SamplerSettings,
-        stats: &mut SampleStats,
     ) -> usize {
         let mut constrained = false;
         if let Some(sweep) = sweep {
@@ -340,7 +341,7 @@ impl Picker {
                 .zip(&self.static_ban)
                 .any(|(a, b)| *a && !b);
         if constrained && !any_allowed {
-            stats.relaxed_choices += 1;
+            self.relaxed_choices += 1;
         }
         for (v, (dst, &src)) in self.row.iter_mut().zip(source).enumerate() {
             let banned = self.static_ban[v] || (constrained && any_allowed && !self.allowed[v]);
@@ -353,8 +354,8 @@ impl Picker {
         choose(
             &self.row,
             u,
-            settings.temperature,
-            settings.top_p,
+            self.temperature,
+            self.top_p,
             &mut self.scratch,
         )
     }
@@ -387,6 +388,9 @@ pub fn sample<D: Denoise>(
         allowed: vec![true; vocab_len],
         scratch: ChooseScratch::default(),
         probs: Vec::with_capacity(vocab_len),
+        temperature: settings.temperature,
+        top_p: settings.top_p,
+        relaxed_choices: 0,
     };
     let mut rng = SplitMix64::new(settings.seed);
     let mut logits = Vec::with_capacity(x.len() * vocab_len);
@@ -438,8 +442,7 @@ pub fn sample<D: Denoise>(
                     for &i in &newly {
                         let u = rng.uniform();
                         let source = &logits[i * vocab_len..(i + 1) * vocab_len];
-                        let token =
-                            picker.pick(source, sweep.as_mut(), &x, i, u, settings, &mut stats);
+                        let token = picker.pick(source, sweep.as_mut(), &x, i, u);
                         x[i] = token as TokenId;
                         if let Some(sweep) = sweep.as_mut() {
                             sweep.advance(&x, i, x[i]);
@@ -454,15 +457,7 @@ pub fn sample<D: Denoise>(
                         }
                         let (u_token, u_noise) = (rng.uniform(), rng.uniform());
                         let source = &logits[i * vocab_len..(i + 1) * vocab_len];
-                        let token = picker.pick(
-                            source,
-                            sweep.as_mut(),
-                            &x,
-                            i,
-                            u_token,
-                            settings,
-                            &mut stats,
-                        );
+                        let token = picker.pick(source, sweep.as_mut(), &x, i, u_token);
                         let p = softmax_prob(
                             &picker.row,
                             token,
@@ -490,6 +485,7 @@ pub fn sample<D: Denoise>(
         }
         progress(s + 1, steps);
     }
+    stats.relaxed_choices = picker.relaxed_choices;
     Ok((x, stats))
 }
 

@@ -25,7 +25,7 @@ use ort::value::TensorElementType;
 use ort::AsPointer;
 
 use crate::op::{dims_from_shapes, guard, shape_of, INPUTS};
-use crate::{ScanDims, DOMAIN, OP_NAME};
+use crate::{ScanDims, ScanInputs, DOMAIN, OP_NAME};
 
 /// ONNX Runtime's name for the CUDA execution provider.
 pub const CUDA_EXECUTION_PROVIDER: &str = "CUDAExecutionProvider";
@@ -402,29 +402,20 @@ pub mod standalone {
 
     /// Runs the scan `repeats` times on device 0; returns y and the median kernel time (ms,
     /// CUDA events, excluding transfers).
-    #[allow(clippy::too_many_arguments)]
-    pub fn scan(
-        x: &[f32],
-        delta: &[f32],
-        a: &[f32],
-        b: &[f32],
-        c: &[f32],
-        d: &[f32],
-        dims: ScanDims,
-        repeats: usize,
-    ) -> Result<(Vec<f32>, f64), String> {
+    pub fn scan(inputs: &ScanInputs<'_>, repeats: usize) -> Result<(Vec<f32>, f64), String> {
+        let dims = inputs.dims;
         let mut y = vec![0.0f32; dims.x_len().ok_or("sizes overflow")?];
-        crate::check_lengths(x, delta, a, b, c, d, dims, &y).map_err(|e| e.to_string())?;
+        inputs.check_lengths(y.len()).map_err(|e| e.to_string())?;
         device_name()?;
         let context = cu::ctx::get_current()
             .map_err(|e| driver_error("cuCtxGetCurrent", e))?
             .ok_or("no current context")?;
         let function = function_for(context)?;
         let shape = launch_shape(dims)?;
-        let inputs = [x, delta, a, b, c, d].map(upload);
+        let buffers = inputs.slices().map(upload);
         let mut ptrs = [0 as sys::CUdeviceptr; 7];
         let mut keep = Vec::new();
-        for (i, buffer) in inputs.into_iter().enumerate() {
+        for (i, buffer) in buffers.into_iter().enumerate() {
             let buffer = buffer?;
             ptrs[i] = buffer.0;
             keep.push(buffer);

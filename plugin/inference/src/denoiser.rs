@@ -7,16 +7,20 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use smdim_engine::vocab::{TokenId, Vocabulary};
 
-use crate::error::InferenceError;
+use crate::error::{FallbackReason, InferenceError};
 use crate::model::{ModelCard, ModelSource};
 use crate::runtime;
 use crate::style::Style;
 
 /// Execution providers, in the order they are tried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum Provider {
     TensorRt,
     Cuda,
+    /// The default: what a saved phrase whose provider this build does not know reads as.
+    #[default]
     Cpu,
 }
 
@@ -81,7 +85,7 @@ impl ProviderChoice {
 }
 
 #[derive(Debug, Clone)]
-pub struct SessionOptions {
+pub struct LoadOptions {
     pub provider: ProviderChoice,
     /// Intra-op threads. Default: half the cores (at least one), leaving the rest to the DAW.
     pub threads: usize,
@@ -94,10 +98,10 @@ pub struct SessionOptions {
     pub tensorrt_cache: Option<PathBuf>,
 }
 
-impl Default for SessionOptions {
+impl Default for LoadOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        SessionOptions {
+        LoadOptions {
             provider: ProviderChoice::default(),
             threads: (cores / 2).max(1),
             native_scan: true,
@@ -123,14 +127,14 @@ pub struct Denoiser {
     /// The provider that actually runs the model.
     pub provider: Provider,
     /// Providers tried before it, with the reason each was passed over.
-    pub fallbacks: Vec<(Provider, String)>,
+    pub fallbacks: Vec<(Provider, FallbackReason)>,
     vocab_size: usize,
     input: ndarray::Array2<i64>,
     /// The `style` input's value, when the graph takes one (found at load).
     style_input: Option<ndarray::Array1<i64>>,
 }
 
-fn dispatch(provider: Provider, options: &SessionOptions) -> ExecutionProviderDispatch {
+fn dispatch(provider: Provider, options: &LoadOptions) -> ExecutionProviderDispatch {
     match provider {
         Provider::TensorRt => {
             let mut trt = ep::TensorRT::default();
@@ -161,7 +165,7 @@ pub fn registered_providers(provider: Provider) -> &'static [Provider] {
 
 fn execution_providers(
     provider: Provider,
-    options: &SessionOptions,
+    options: &LoadOptions,
 ) -> Vec<ExecutionProviderDispatch> {
     registered_providers(provider)
         .iter()
@@ -170,10 +174,7 @@ fn execution_providers(
 }
 
 impl Denoiser {
-    pub fn load(
-        source: &ModelSource,
-        options: &SessionOptions,
-    ) -> Result<Denoiser, InferenceError> {
+    pub fn load(source: &ModelSource, options: &LoadOptions) -> Result<Denoiser, InferenceError> {
         let runtime = runtime::load(
             &options.library_dirs,
             options.provider != ProviderChoice::Cpu,
@@ -182,67 +183,67 @@ impl Denoiser {
         let vocab = Vocabulary::remi_v1();
         let (bytes, card) = source.load()?;
         card.check_vocabulary(vocab)?;
-        let mut fallbacks = Vec::new();
-        for &provider in options.provider.chain() {
+        let (mut denoiser, fallbacks) = first_working(options.provider.chain(), |provider| {
             if provider != Provider::Cpu {
                 if let Some(why) = runtime.gpu.unavailable(provider == Provider::TensorRt) {
-                    fallbacks.push((provider, why));
-                    continue;
+                    return Err(Attempt::Fallback(why));
                 }
             }
-            match Self::build_session(&environment, &bytes, provider, options) {
-                Ok(session) => {
-                    let styled = takes_style(&session, &card)?;
-                    let mut denoiser = Denoiser {
-                        session,
-                        card,
-                        provider,
-                        fallbacks,
-                        vocab_size: vocab.len(),
-                        input: ndarray::Array2::zeros((1, 0)),
-                        style_input: styled.then(|| ndarray::Array1::zeros(1)),
-                    };
-                    denoiser.warm_up()?;
-                    return Ok(denoiser);
-                }
-                Err(reason) if provider != Provider::Cpu => fallbacks.push((provider, reason)),
-                Err(reason) => return Err(InferenceError::Session(reason)),
-            }
-        }
-        Err(InferenceError::Session(
-            "no execution provider could run the model".into(),
-        ))
+            let session = Self::build_session(&environment, &bytes, provider, options)
+                .map_err(Attempt::Fallback)?;
+            let styled = takes_style(&session, &card).map_err(Attempt::Fatal)?;
+            let mut denoiser = Denoiser {
+                session,
+                card: card.clone(),
+                provider,
+                fallbacks: Vec::new(),
+                vocab_size: vocab.len(),
+                input: ndarray::Array2::zeros((1, 0)),
+                style_input: styled.then(|| ndarray::Array1::zeros(1)),
+            };
+            // A GPU provider can register and build yet fail on its first run (a kernel the
+            // card cannot run, out of memory): a reason to fall back, not a failed load.
+            denoiser
+                .warm_up()
+                .map_err(|e| Attempt::Fallback(FallbackReason::WarmUp(e.to_string())))?;
+            Ok(denoiser)
+        })?;
+        denoiser.fallbacks = fallbacks;
+        Ok(denoiser)
     }
 
     fn build_session(
         environment: &ort::environment::Environment,
         bytes: &[u8],
         provider: Provider,
-        options: &SessionOptions,
-    ) -> Result<Session, String> {
+        options: &LoadOptions,
+    ) -> Result<Session, FallbackReason> {
         // ONNX Runtime registers a session's custom-op domain in a process-wide schema registry;
         // two sessions built at the same moment (two plugin instances loading together) race
         // there ("domain is already exist"). One session build at a time.
         static BUILD: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
         let _one_at_a_time = BUILD.lock();
-        let build = || -> Result<Session, String> {
-            let mut builder = Session::builder(environment).map_err(|e| e.to_string())?;
+        fn failed(e: impl std::fmt::Display) -> FallbackReason {
+            FallbackReason::Session(e.to_string())
+        }
+        let build = || -> Result<Session, FallbackReason> {
+            let mut builder = Session::builder(environment).map_err(failed)?;
             if options.native_scan {
-                let domain = smdim_scan_op::operator_domain().map_err(|e| e.to_string())?;
-                builder = builder.with_operators(domain).map_err(|e| e.to_string())?;
+                let domain = smdim_scan_op::operator_domain().map_err(failed)?;
+                builder = builder.with_operators(domain).map_err(failed)?;
             }
             builder = builder
                 .with_intra_threads(options.threads.max(1))
-                .map_err(|e| e.to_string())?;
+                .map_err(failed)?;
             if provider != Provider::Cpu {
                 builder = builder
                     .with_execution_providers(execution_providers(provider, options))
-                    .map_err(|e| format!("{} provider unavailable: {e}", provider.name()))?;
+                    .map_err(|e| FallbackReason::Registration(e.to_string()))?;
             }
-            builder.commit_from_memory(bytes).map_err(|e| e.to_string())
+            builder.commit_from_memory(bytes).map_err(failed)
         };
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
-            .unwrap_or_else(|_| Err("ONNX Runtime panicked".into()))
+            .unwrap_or_else(|_| Err(FallbackReason::Session("ONNX Runtime panicked".into())))
     }
 
     /// One short run so the first real generation doesn't pay for lazy initialisation.
@@ -326,6 +327,34 @@ impl Denoiser {
     }
 }
 
+/// How trying one provider of the chain ended, when it did not give a denoiser.
+enum Attempt {
+    /// Pass it over for the next provider (the last one, the CPU, fails the load with it).
+    Fallback(FallbackReason),
+    /// A problem of the model itself: no provider would do better.
+    Fatal(InferenceError),
+}
+
+/// Tries `chain` in order; returns the first provider's result with the reasons the ones before
+/// it were passed over.
+fn first_working<T>(
+    chain: &[Provider],
+    mut attempt: impl FnMut(Provider) -> Result<T, Attempt>,
+) -> Result<(T, Vec<(Provider, FallbackReason)>), InferenceError> {
+    let mut fallbacks = Vec::new();
+    for &provider in chain {
+        match attempt(provider) {
+            Ok(value) => return Ok((value, fallbacks)),
+            Err(Attempt::Fatal(e)) => return Err(e),
+            Err(Attempt::Fallback(reason)) => fallbacks.push((provider, reason)),
+        }
+    }
+    Err(match fallbacks.pop() {
+        Some((_, reason)) => InferenceError::Session(reason.to_string()),
+        None => InferenceError::Session("no execution provider could run the model".into()),
+    })
+}
+
 /// Whether the session takes a `style` input; the card must say the same (listing styles
 /// exactly when the graph has the input), since a card that disagrees with its graph would
 /// either offer styles the model ignores or hide ones it has.
@@ -372,6 +401,53 @@ mod tests {
         ] {
             assert_eq!(choice.chain().last(), Some(&Provider::Cpu), "{choice:?}");
         }
+    }
+
+    #[test]
+    fn a_failed_warm_up_falls_back_to_the_next_provider() {
+        // TensorRT is missing, CUDA builds but its first run fails: the CPU runs the model and
+        // both reasons are kept, in order.
+        let (provider, fallbacks) = first_working(ProviderChoice::Auto.chain(), |p| match p {
+            Provider::TensorRt => Err(Attempt::Fallback(FallbackReason::NoTensorRt)),
+            Provider::Cuda => Err(Attempt::Fallback(FallbackReason::WarmUp(
+                "CUDA error: out of memory".into(),
+            ))),
+            Provider::Cpu => Ok(p),
+        })
+        .unwrap();
+        assert_eq!(provider, Provider::Cpu);
+        assert_eq!(
+            fallbacks,
+            vec![
+                (Provider::TensorRt, FallbackReason::NoTensorRt),
+                (
+                    Provider::Cuda,
+                    FallbackReason::WarmUp("CUDA error: out of memory".into())
+                )
+            ]
+        );
+        assert_eq!(
+            fallbacks[1].1.to_string(),
+            "the first run failed: CUDA error: out of memory"
+        );
+
+        // The CPU is the end of every chain: its failure fails the load with its reason.
+        let failed = first_working::<()>(ProviderChoice::Cpu.chain(), |_| {
+            Err(Attempt::Fallback(FallbackReason::WarmUp(
+                "bad graph".into(),
+            )))
+        })
+        .unwrap_err();
+        assert!(failed.to_string().contains("bad graph"), "{failed}");
+
+        // A problem of the model stops at once: no other provider is tried.
+        let mut tried = Vec::new();
+        let fatal = first_working::<()>(ProviderChoice::Auto.chain(), |p| {
+            tried.push(p);
+            Err(Attempt::Fatal(InferenceError::Card("no styles".into())))
+        });
+        assert!(fatal.is_err());
+        assert_eq!(tried, [Provider::TensorRt]);
     }
 
     #[test]

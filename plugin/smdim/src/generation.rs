@@ -1,0 +1,335 @@
+//! The generation thread: one per instance, started with it, owning the denoiser.
+//!
+//! Editor → request channel → this thread → phrase handoff → audio thread: one hop each way.
+//! The thread sleeps (parked) until a request, a device change or a deferred state load wakes
+//! it. Each wake drains everything queued into one batch: of several queued generations only the
+//! newest runs. At the start of each batch it reads the "Compute device" setting and, once
+//! something has been loaded, reloads when it changed (a running generation is never cancelled
+//! by that: its phrase is what the user asked for). It loads the model lazily (the first
+//! generation, or Preload when the editor opens), generates with Cancel read from an atomic the
+//! editor sets, adopts the phrase into the history and publishes it to the audio thread itself.
+//!
+//! Removing the plugin never waits for a model load (seconds on CUDA, minutes for a TensorRT
+//! engine): [`GenerationThread`]'s drop joins the thread only when it is not loading; a loading
+//! thread is left to finish on its own, sees the shutdown and exits, freeing the model there.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use nice_plug::nice_log;
+use smdim_engine::sampler::SplitMix64;
+use smdim_inference::{
+    generate, Denoiser, GenerationSettings, InferenceError, LoadOptions, ProviderChoice,
+};
+
+use crate::model;
+use crate::params::SmdimParams;
+use crate::shared::{Phase, Request, Shared};
+
+/// Loads the denoiser for the given options (the embedded model; tests substitute their own).
+pub type Loader = Box<dyn FnMut(&LoadOptions) -> Result<Denoiser, InferenceError> + Send>;
+
+/// The embedded model, loaded with `options`.
+pub fn embedded_loader() -> Loader {
+    Box::new(|options| Denoiser::load(&model::source(), options))
+}
+
+/// Load options for `device`, with the per-user ONNX Runtime folder searched too.
+pub fn load_options(device: ProviderChoice) -> LoadOptions {
+    let mut options = LoadOptions {
+        provider: device,
+        ..LoadOptions::default()
+    };
+    if let Some(dir) = smdim_inference::runtime::user_data_dir() {
+        options.library_dirs.push(dir.join("onnxruntime"));
+    }
+    options
+}
+
+/// A seed from the clock and a counter, for "new seed each time" and Variation.
+pub fn fresh_seed() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    SplitMix64::new(nanos ^ count.rotate_left(32)).next_u64() % 1_000_000
+}
+
+/// Flags between the thread and its handle.
+#[derive(Default)]
+struct Control {
+    shutdown: AtomicBool,
+    /// Set (SeqCst) before a load begins, after checking `shutdown`.
+    loading: AtomicBool,
+}
+
+/// Owns the generation thread; dropping it stops the thread without waiting for a model load.
+pub struct GenerationThread {
+    control: Arc<Control>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl GenerationThread {
+    pub fn spawn(
+        shared: Arc<Shared>,
+        params: Arc<SmdimParams>,
+        requests: Receiver<Request>,
+        loader: Loader,
+    ) -> std::io::Result<GenerationThread> {
+        let control = Arc::new(Control::default());
+        let worker = Worker {
+            shared: shared.clone(),
+            params,
+            requests,
+            loader,
+            control: control.clone(),
+            denoiser: None,
+            loaded_for: None,
+            taken: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name("smdim-generation".into())
+            .spawn(move || worker.run())?;
+        Ok(GenerationThread {
+            control,
+            shared,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for GenerationThread {
+    fn drop(&mut self) {
+        self.control.shutdown.store(true, Ordering::SeqCst);
+        self.shared.wake();
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        if self.control.loading.load(Ordering::SeqCst) {
+            // Detached: the load finishes, the thread sees `shutdown` and exits.
+            nice_log!("SMDIM: removed while the model loads; the load finishes in the background");
+            drop(thread);
+        } else {
+            // Idle or generating: it stops within one diffusion step.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The queue drained into what the thread does next.
+#[derive(Default)]
+struct Batch {
+    /// Newest generation; older queued ones are superseded.
+    generate: Option<Request>,
+    preload: bool,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    params: Arc<SmdimParams>,
+    requests: Receiver<Request>,
+    loader: Loader,
+    control: Arc<Control>,
+    denoiser: Option<Denoiser>,
+    /// The device the denoiser was (or is being) loaded for; `None` until the first load.
+    loaded_for: Option<ProviderChoice>,
+    /// Requests taken so far (the count [`Shared::is_idle`] compares with).
+    taken: u64,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let _ = self.shared.generation_thread.set(std::thread::current());
+        while !self.control.shutdown.load(Ordering::SeqCst) {
+            self.shared.apply_deferred_state();
+            let batch = self.drain();
+            self.sync_device();
+            if batch.generate.is_some() || batch.preload {
+                self.serve(batch);
+            }
+            self.shared.finished.store(self.taken, Ordering::SeqCst);
+            if !self.has_work() {
+                std::thread::park();
+            }
+        }
+        // Freed here, on this thread (after a detached load too).
+        drop(self.denoiser.take());
+    }
+
+    fn has_work(&self) -> bool {
+        self.control.shutdown.load(Ordering::SeqCst)
+            || self.shared.audio_requests.load(Ordering::SeqCst) > 0
+            || self.shared.has_deferred()
+            || !self.requests.is_empty()
+            || self.loaded_for.is_some_and(|d| d != self.shared.device())
+    }
+
+    fn drain(&mut self) -> Batch {
+        let mut batch = Batch::default();
+        let from_audio = self.shared.audio_requests.swap(0, Ordering::SeqCst);
+        if from_audio > 0 {
+            self.taken += from_audio;
+            batch.generate = Some(Request::Generate);
+        }
+        while let Ok(request) = self.requests.try_recv() {
+            self.taken += 1;
+            match request {
+                Request::Preload => batch.preload = true,
+                // Never queued (see `Shared::request`).
+                Request::Cancel => {}
+                generate => batch.generate = Some(generate),
+            }
+        }
+        batch
+    }
+
+    /// Reloads when the setting changed since the last load (nothing before the first load).
+    fn sync_device(&mut self) {
+        let wanted = self.shared.device();
+        if self.loaded_for.is_some_and(|d| d != wanted) {
+            // Free the old session (GPU memory) before building the new one.
+            self.denoiser = None;
+            self.load(wanted);
+        }
+    }
+
+    /// Loads for `device`; the status tells the editor what happened.
+    fn load(&mut self, device: ProviderChoice) {
+        self.loaded_for = Some(device);
+        {
+            // One lock: whoever sees the new choice also sees that it is not loaded yet.
+            let mut status = self.shared.status.lock();
+            status.choice = Some(device);
+            status.provider = None;
+            status.fallbacks.clear();
+            status.phase = Phase::Loading;
+            status.loads += 1;
+        }
+        self.control.loading.store(true, Ordering::SeqCst);
+        if self.control.shutdown.load(Ordering::SeqCst) {
+            self.control.loading.store(false, Ordering::SeqCst);
+            return;
+        }
+        let options = load_options(device);
+        let loader = &mut self.loader;
+        // A panic inside ONNX Runtime or our code must not take the thread (or the host) down.
+        let loaded = std::panic::catch_unwind(AssertUnwindSafe(|| loader(&options)))
+            .unwrap_or_else(|_| {
+                Err(InferenceError::Session(
+                    "internal error while loading the model (please report it)".into(),
+                ))
+            });
+        self.control.loading.store(false, Ordering::SeqCst);
+        let mut status = self.shared.status.lock();
+        status.phase = Phase::Idle;
+        match loaded {
+            Ok(denoiser) => {
+                for (provider, reason) in &denoiser.fallbacks {
+                    nice_log!(
+                        "SMDIM: {provider} passed over, running on {}: {reason}",
+                        denoiser.provider
+                    );
+                }
+                status.provider = Some(denoiser.provider);
+                status.fallbacks = denoiser.fallbacks.clone();
+                status.last_error = None;
+                self.denoiser = Some(denoiser);
+            }
+            Err(e) => {
+                nice_log!("SMDIM: the model could not be loaded: {e}");
+                status.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    fn serve(&mut self, batch: Batch) {
+        if self.denoiser.is_none() {
+            self.load(self.shared.device());
+        }
+        let Some(request) = batch.generate else {
+            return;
+        };
+        if self.denoiser.is_none() {
+            // The load failed: its error is the answer to this request too.
+            return;
+        }
+        let settings = self.settings_for(&request);
+        let through = self.taken;
+        self.shared.set_error(None);
+        {
+            let mut status = self.shared.status.lock();
+            status.phase = Phase::Generating;
+            status.generating_since = Some(Instant::now());
+        }
+        self.shared.progress.store(0.0, Ordering::Relaxed);
+        let shared = &self.shared;
+        let control = &self.control;
+        let stop = AtomicBool::new(false);
+        let should_stop = || {
+            control.shutdown.load(Ordering::SeqCst)
+                || shared.cancelled_through.load(Ordering::SeqCst) >= through
+        };
+        stop.store(should_stop(), Ordering::SeqCst);
+        let denoiser = self.denoiser.as_mut().expect("checked above");
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            generate(denoiser, &settings, &stop, |done, total| {
+                shared
+                    .progress
+                    .store(done as f32 / total.max(1) as f32, Ordering::Relaxed);
+                // Between steps: a state restored on the audio thread, and Cancel.
+                shared.apply_deferred_state();
+                if should_stop() {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            })
+        }));
+        let error = match outcome {
+            Ok(Ok(generated)) => {
+                let generated = Arc::new(generated);
+                self.shared.status.lock().last_elapsed = Some(generated.elapsed);
+                self.shared.adopt(generated);
+                None
+            }
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("internal error in the generator (please report it)".to_string()),
+        };
+        if let Some(error) = &error {
+            nice_log!("SMDIM generation failed: {error}");
+        }
+        let mut status = self.shared.status.lock();
+        status.phase = Phase::Idle;
+        status.generating_since = None;
+        status.last_error = error;
+    }
+
+    fn settings_for(&self, request: &Request) -> GenerationSettings {
+        let view = &self.shared.transport;
+        let ts = view.time_signature();
+        let tempo = view.tempo() as f32;
+        let params = &self.params;
+        match request {
+            Request::Settings(settings) => settings.clone(),
+            Request::Variation => match self.shared.current() {
+                Some(current) => GenerationSettings {
+                    seed: fresh_seed(),
+                    ..current.settings.clone()
+                },
+                None => params.settings(fresh_seed(), ts, tempo),
+            },
+            _ => {
+                let seed = if params.new_seed.value() {
+                    fresh_seed()
+                } else {
+                    params.seed.value().max(0) as u64
+                };
+                params.settings(seed, ts, tempo)
+            }
+        }
+    }
+}
