@@ -13,7 +13,7 @@ rows, row = metrics["rows"], sys.argv[1]
 out = {"row": row, **rows[row],
        "reference_real_valid_vs_test": rows[rows[row]["ceiling_row"]],
        "target_check": metrics["target_check"].get(row),
-       "protocol": {"doc": "docs/model/RESULTS.md (OA per docs PAPER.md)",
+       "protocol": {"doc": "docs/model/RESULTS.md (OA as in Mittal et al. 2021)",
                     **metrics["protocol"]}}
 json.dump(out, open("runs/ship_metrics.json", "w"), indent=1, default=float)
 PY

@@ -11,11 +11,11 @@ compared with packed (PAD-free) real windows of the same style and length from t
 test split, constrained rows with real 8-bar excerpts (same style and meter) of test pieces;
 valid-split sets of the same n against the same references give the real-vs-real ceiling.
 
-OA follows the SCHmUBERT / Mittal et al. protocol exactly (docs PAPER.md section "OA"):
-onsets and durations on a 16th grid, notes bucketed by onset bar, 4-bar windows with a 2-bar hop,
-a Gaussian per window for pitch and for duration (sigma + 1e-6; empty window N(1, 1e-6)),
-statistics.NormalDist.overlap of consecutive windows, per-piece mean; set level
-consistency = clip(1 - |mean_P - mean_T| / mean_T, 0, 1), variance likewise with var.
+OA follows the Mittal et al. (2021) protocol exactly, as SCHmUBERT and the SMDIM paper
+(arXiv 2603.00576) use it: onsets and durations on a 16th grid, notes bucketed by onset bar,
+4-bar windows with a 2-bar hop, a Gaussian per window for pitch and for duration (sigma + 1e-6;
+empty window N(1, 1e-6)), statistics.NormalDist.overlap of consecutive windows, per-piece mean;
+set level consistency = clip(1 - |mean_P - mean_T| / mean_T, 0, 1), variance likewise with var.
 """
 
 from __future__ import annotations
@@ -688,7 +688,7 @@ NOTES = """\
 
 ## Columns
 * **OA pitch/dur. cons./var.**: overlapping-area consistency and variance against the row's
-  real test set, exactly as in PAPER.md (4-bar windows, hop 2, Gaussians per window,
+  real test set, exactly as in the paper's protocol (4-bar windows, hop 2, Gaussians per window,
   NormalDist.overlap of consecutive windows; per-sequence mean; 1.0 = identical to the
   reference). **OA pieces**: sequences with at least two 4-bar windows (only these have an OA).
 * **notes/onset**: all notes of the set / all distinct onsets (bar, Position) of the set

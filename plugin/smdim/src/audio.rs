@@ -414,7 +414,7 @@ mod tests {
         assert_eq!(audio.sounding(), 0);
         assert!(!shared.generate_requested(), "no generation requested");
 
-        // The trigger's rising edge asks the controller, once.
+        // The trigger's rising edge asks the generation thread, once.
         let mut p = params();
         p.generate = true;
         let t2 = Transport::playing_at(48_000.0, 120.0, 4.0);

@@ -1,5 +1,7 @@
-//! Drag the phrase out of the editor: the .mid written for a drag, and the drag on its own
-//! thread (X11 through `smdim-drag`; Windows and macOS report "not supported yet").
+//! Drag the phrase out of the editor: the .mid written for a drag, and on X11 the drag on its
+//! own thread (`smdim_drag::start_file_drag`). On Windows and macOS the editor runs the system
+//! drag on its GUI thread instead (`SmdimEditor::start_native_drag`, through the `drag` crate),
+//! with the same file.
 //!
 //! Drag files live in `$XDG_CACHE_HOME/smdim/drag/` (else `~/.cache/smdim/drag/`, else the
 //! temp folder) and outlive the drag: the DAW may read the file after the drop finished. Files

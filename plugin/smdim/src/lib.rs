@@ -105,7 +105,9 @@ impl Plugin for Smdim {
 
     const MIDI_INPUT: MidiConfig = MidiConfig::MidiCCs;
     const MIDI_OUTPUT: MidiConfig = MidiConfig::MidiCCs;
-    // Must stay false: see ../shared/STACK.md, trap (2) (positions of mid-block transport events).
+    // Must stay false: with it, nice-plug 0.4.2's CLAP wrapper adds a sub-block's offset to the
+    // song position even when that position came from a mid-block transport event (hosts send
+    // one at a loop wrap), so the position runs ahead and the downbeat after the wrap is lost.
     const SAMPLE_ACCURATE_AUTOMATION: bool = false;
     // Room for a burst of host events without the wrapper allocating on the audio thread (Ardour
     // restoring a session sends more than nice-plug's default 1024).

@@ -116,7 +116,7 @@ fn generates_keeps_history_and_errors_leave_the_phrase_playing() {
     assert!(Arc::ptr_eq(&shared.current().unwrap(), &third), "{error}");
     assert!(inbox.take().is_none(), "nothing new for the audio side");
 
-    // Cancel during a generation: no new phrase, and the controller keeps working.
+    // Cancel during a generation: no new phrase, and the generation thread keeps working.
     shared.request(Request::Settings(GenerationSettings {
         steps: Some(1000),
         ..small(4)

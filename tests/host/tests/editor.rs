@@ -3,8 +3,8 @@
 //!
 //! Starts its own `Xvfb` (Debian packages: xvfb, xdotool, x11-apps for xwd, imagemagick, libegl1,
 //! libegl-mesa0 and libgl1-mesa-dri (software EGL), libxkbcommon-x11-0, libx11-xcb1). The screenshot
-//! after generation is written to `target/editor-test/editor.png` (and to `$SMDIM_SCREENSHOT`
-//! when set, e.g. `docs/editor.png`).
+//! after generation is written to `target/editor-test/editor.png` and copied to `docs/editor.png`
+//! (the README's screenshot; `$SMDIM_SCREENSHOT` names another file instead).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -148,9 +148,12 @@ fn editor_opens_renders_and_generate_click_produces_a_phrase() {
         changed > 2_000,
         "the phrase is drawn: only {changed} pixels changed"
     );
-    if let Some(copy) = std::env::var_os("SMDIM_SCREENSHOT") {
-        std::fs::copy(&after, copy).expect("copy screenshot");
-    }
+    // The README's screenshot is this one, so it always shows the editor as it is.
+    let copy = std::env::var_os("SMDIM_SCREENSHOT").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/editor.png"),
+        std::path::PathBuf::from,
+    );
+    std::fs::copy(&after, &copy).expect("copy screenshot");
     assert!(
         processor.notes.iter().any(|n| n.on),
         "the generated phrase plays"
