@@ -99,6 +99,21 @@ fn parse_pitch_range(text: &str) -> std::result::Result<(u8, u8), String> {
 }
 
 /// `--meter`: a time signature the model's vocabulary has.
+/// `3-4` or `3`: a 1-based, inclusive bar range.
+fn parse_bar_range(text: &str) -> std::result::Result<(u32, u32), String> {
+    let bad = || format!("{text:?}: give bars as FROM-TO or one bar, e.g. 3-4 (1-based)");
+    let (from, to) = match text.split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (text.trim(), text.trim()),
+    };
+    let from: u32 = from.parse().map_err(|_| bad())?;
+    let to: u32 = to.parse().map_err(|_| bad())?;
+    if from == 0 || from > to {
+        return Err(bad());
+    }
+    Ok((from, to))
+}
+
 fn parse_meter(text: &str) -> std::result::Result<TimeSignature, String> {
     let vocab = Vocabulary::remi_v1();
     let meters: Vec<TimeSignature> = vocab
@@ -172,6 +187,12 @@ enum Command {
     MidiToTokens { file: PathBuf },
     /// Generate a phrase with the diffusion model and write it as a MIDI file.
     Generate(GenerateArgs),
+    /// Keep the first bars of a MIDI file note for note and let the model continue them.
+    Continue(ContinueArgs),
+    /// Regenerate some bars of a MIDI file, keeping every other bar note for note.
+    Infill(InfillArgs),
+    /// A variation of a MIDI file: a share of its notes made new, the rest kept.
+    Vary(VaryArgs),
     /// Print a latency table: native scan kernel vs ONNX Scan fallback (vs PyTorch with --torch).
     Bench(BenchArgs),
 }
@@ -203,9 +224,62 @@ struct GenerateArgs {
     /// Bars in the phrase, 1-64.
     #[arg(long, default_value_t = 8, value_parser = value_parser!(u32).range(int_range(limits::BARS)))]
     bars: u32,
-    /// Quarter notes per minute, 4-1000 (written to the file and given to the model).
-    #[arg(long, default_value_t = 120.0, value_parser = parse_tempo_f32)]
-    tempo: f32,
+    /// Time signature, e.g. 4/4, 3/4, 6/8.
+    #[arg(long, default_value = "4/4", value_parser = parse_meter)]
+    meter: TimeSignature,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// `smdim continue IN.mid --keep-bars K --bars N`.
+#[derive(clap::Args)]
+struct ContinueArgs {
+    /// The source: a MIDI file (its notes are quantised to the model's grid, as midi-info shows).
+    input: PathBuf,
+    /// Bars of the source kept note for note, from its start.
+    #[arg(long, value_parser = value_parser!(u32).range(1..))]
+    keep_bars: u32,
+    /// Bars of the result (kept and new), 1-64.
+    #[arg(long, value_parser = value_parser!(u32).range(int_range(limits::BARS)))]
+    bars: u32,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// `smdim infill IN.mid --bars A-B`.
+#[derive(clap::Args)]
+struct InfillArgs {
+    /// The source: a MIDI file.
+    input: PathBuf,
+    /// The bars to regenerate, e.g. 3-4 or 2 (1-based, inclusive); every other bar is kept.
+    #[arg(long, value_parser = parse_bar_range)]
+    bars: (u32, u32),
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// `smdim vary IN.mid --strength S [--keep-rhythm]`.
+#[derive(clap::Args)]
+struct VaryArgs {
+    /// The source: a MIDI file.
+    input: PathBuf,
+    /// Share of the source's notes made new, 0-1 (0: the source back, 1: every note new).
+    #[arg(long, default_value_t = 0.3, value_parser = number_in(0.0..=1.0, ""))]
+    strength: f64,
+    /// Keep every onset and duration: only the chosen notes' pitches change.
+    #[arg(long)]
+    keep_rhythm: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Flags every generating command shares.
+#[derive(clap::Args)]
+struct CommonArgs {
+    /// Quarter notes per minute, 4-1000 (written to the file and given to the model; default
+    /// 120, or for an edit the source file's first tempo).
+    #[arg(long, value_parser = parse_tempo_f32)]
+    tempo: Option<f32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// MIDI file to write; with --count N, `NAME-<seed>.mid` beside it for each phrase.
@@ -238,9 +312,6 @@ struct GenerateArgs {
     /// Key and scale, e.g. D-minor, F#-dorian, Bb-major-pentatonic (default: none).
     #[arg(long, value_parser = parse_key)]
     key: Option<KeyArg>,
-    /// Time signature, e.g. 4/4, 3/4, 6/8.
-    #[arg(long, default_value = "4/4", value_parser = parse_meter)]
-    meter: TimeSignature,
     /// Average notes per quarter note over the phrase, 0.1-8 (default: typical of the style,
     /// e.g. 1.85 for a melody, 4.5 for a chorale).
     #[arg(long, value_parser = number_in(NOTES_PER_QUARTER, "notes per quarter note"))]
@@ -271,14 +342,66 @@ struct GenerateArgs {
     no_native_scan: bool,
 }
 
+/// What a generating command is asked to do with the model.
+enum Job {
+    Generate,
+    Edit {
+        source: smdim_engine::Phrase,
+        edit: smdim_engine::sampler::edit::Edit,
+    },
+}
+
 fn generate(args: GenerateArgs) -> Result<()> {
+    let tempo = args.common.tempo.unwrap_or(120.0);
+    run(&args.common, args.bars, args.meter, tempo, Job::Generate)
+}
+
+/// Reads an edit's source and prints what quantising it to the model's grid changes.
+fn read_source(path: &Path) -> Result<(smdim_engine::Phrase, Option<f64>)> {
+    let read = load_smf(path).with_context(|| format!("reading {}", path.display()))?;
+    let phrase = read.phrase;
+    let tempo = read.tempo_map.first().map(|&(_, bpm)| bpm);
+    let (_, report) = Encoder::new(Vocabulary::remi_v1())
+        .encode(&phrase)
+        .with_context(|| format!("{} cannot be read into the model's tokens", path.display()))?;
+    println!(
+        "source {}: {} notes in {} bars of {} ({} moved to the grid, {} resized, {} out of the model's pitch range)",
+        path.display(),
+        phrase.notes.len(),
+        phrase.bars,
+        phrase.time_signature,
+        report.moved,
+        report.resized,
+        report.dropped_pitch
+    );
+    Ok((phrase, tempo))
+}
+
+fn edit(
+    input: &Path,
+    common: &CommonArgs,
+    bars: Option<u32>,
+    edit: smdim_engine::sampler::edit::Edit,
+) -> Result<()> {
+    let (source, file_tempo) = read_source(input)?;
+    let tempo = match common.tempo {
+        Some(tempo) => tempo,
+        None => file_tempo
+            .filter(|t| midi_file::TEMPO.contains(t))
+            .unwrap_or(120.0) as f32,
+    };
+    let (bars, meter) = (bars.unwrap_or(source.bars), source.time_signature);
+    run(common, bars, meter, tempo, Job::Edit { source, edit })
+}
+
+fn run(args: &CommonArgs, bars: u32, meter: TimeSignature, tempo: f32, job: Job) -> Result<()> {
     use smdim_inference::{Denoiser, GenerationSettings, LoadOptions, ModelSource};
 
     let (low, high) = args.pitch_range;
     let provider = ProviderChoice::parse(&args.provider)
         .context("--provider is cpu, cuda, tensorrt or auto")?;
-    let model_path = match args.model {
-        Some(path) => path,
+    let model_path = match &args.model {
+        Some(path) => path.clone(),
         None => smdim_inference::model::default_model_path()
             .context("no model found: pass --model, set SMDIM_MODEL, or keep models/smdim-default.onnx beside the binary")?,
     };
@@ -290,13 +413,13 @@ fn generate(args: GenerateArgs) -> Result<()> {
     if let Some(threads) = args.threads {
         options.threads = threads;
     }
-    if let Some(dir) = args.tensorrt_cache {
-        options.tensorrt_cache = Some(dir);
+    if let Some(dir) = &args.tensorrt_cache {
+        options.tensorrt_cache = Some(dir.clone());
     }
     let settings = GenerationSettings {
-        bars: args.bars,
-        time_signature: args.meter,
-        tempo: args.tempo,
+        bars,
+        time_signature: meter,
+        tempo,
         steps: args.steps,
         temperature: args.temperature,
         top_p: args.top_p,
@@ -311,7 +434,6 @@ fn generate(args: GenerateArgs) -> Result<()> {
         style: args.style,
         ..Default::default()
     };
-
     let load_start = std::time::Instant::now();
     let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(&model_path), &options)?;
     let load_time = load_start.elapsed();
@@ -330,19 +452,35 @@ fn generate(args: GenerateArgs) -> Result<()> {
     };
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let count = args.count;
+    let out = args.out.clone();
     for k in 0..count {
         let seed = args.seed.wrapping_add(k as u64);
         let settings = GenerationSettings {
             seed,
             ..settings.clone()
         };
-        let generated = smdim_inference::generate(&mut denoiser, &settings, &cancel, |_, _| {})?;
+        let generated = match &job {
+            Job::Generate => {
+                smdim_inference::generate(&mut denoiser, &settings, &cancel, |_, _| {})?
+            }
+            Job::Edit { source, edit } => {
+                smdim_inference::generate_edit(
+                    &mut denoiser,
+                    &settings,
+                    source,
+                    edit,
+                    &cancel,
+                    |_, _| {},
+                )?
+                .generated
+            }
+        };
         if let Some(file) = tokens_out.as_mut() {
             use std::io::Write;
             let line = serde_json::json!({"seed": seed, "tokens": generated.tokens});
             writeln!(file, "{line}")?;
         }
-        let out = args.out.as_ref().map(|out| {
+        let out = out.as_ref().map(|out| {
             if count == 1 {
                 out.clone()
             } else {
@@ -352,7 +490,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
         });
         if let Some(out) = &out {
             let options = WriteOptions {
-                tempo: args.tempo as f64,
+                tempo: tempo as f64,
                 track_name: "SMDIM",
                 ..Default::default()
             };
@@ -475,6 +613,32 @@ fn main() -> Result<()> {
             }
         }
         Command::Generate(args) => generate(args)?,
+        Command::Continue(args) => edit(
+            &args.input,
+            &args.common,
+            Some(args.bars),
+            smdim_engine::sampler::edit::Edit::Continue {
+                keep_bars: args.keep_bars,
+            },
+        )?,
+        Command::Infill(args) => edit(
+            &args.input,
+            &args.common,
+            None,
+            smdim_engine::sampler::edit::Edit::Infill {
+                from: args.bars.0,
+                to: args.bars.1,
+            },
+        )?,
+        Command::Vary(args) => edit(
+            &args.input,
+            &args.common,
+            None,
+            smdim_engine::sampler::edit::Edit::Vary {
+                strength: args.strength,
+                keep_rhythm: args.keep_rhythm,
+            },
+        )?,
         Command::Bench(args) => bench::run(args)?,
         Command::MidiToTokens { file } => {
             let read = load_smf(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -514,18 +678,21 @@ mod tests {
         let Command::Generate(args) = cli.command else {
             panic!("not generate");
         };
-        assert_eq!(args.provider, "tensorrt");
-        assert_eq!(args.tensorrt_cache, Some(PathBuf::from("/tmp/engines")));
+        assert_eq!(args.common.provider, "tensorrt");
+        assert_eq!(
+            args.common.tensorrt_cache,
+            Some(PathBuf::from("/tmp/engines"))
+        );
         let Command::Generate(defaults) = Cli::try_parse_from(["smdim", "generate", "-o", "y.mid"])
             .unwrap()
             .command
         else {
             panic!("not generate");
         };
-        assert_eq!(defaults.provider, "cpu");
-        assert_eq!(defaults.style, Style::Melody);
+        assert_eq!(defaults.common.provider, "cpu");
+        assert_eq!(defaults.common.style, Style::Melody);
         assert_eq!(
-            defaults.tensorrt_cache, None,
+            defaults.common.tensorrt_cache, None,
             "LoadOptions' per-user default applies"
         );
     }
@@ -554,13 +721,22 @@ mod tests {
             "--pitch-range=0-0",
             "--threads=1",
         ]);
-        assert_eq!((low.bars, low.tempo, low.steps), (1, 4.0, Some(1)));
         assert_eq!(
-            (low.temperature, low.top_p, low.noise),
+            (low.bars, low.common.tempo, low.common.steps),
+            (1, Some(4.0), Some(1))
+        );
+        assert_eq!(
+            (low.common.temperature, low.common.top_p, low.common.noise),
             (0.0, 0.01, Some(0.0))
         );
-        assert_eq!((low.density, low.max_notes_per_onset), (Some(0.1), 1));
-        assert_eq!((low.pitch_range, low.threads), ((0, 0), Some(1)));
+        assert_eq!(
+            (low.common.density, low.common.max_notes_per_onset),
+            (Some(0.1), 1)
+        );
+        assert_eq!(
+            (low.common.pitch_range, low.common.threads),
+            ((0, 0), Some(1))
+        );
         let high = generate_args(&[
             "--bars=64",
             "--tempo=1000",
@@ -573,37 +749,47 @@ mod tests {
             "--pitch-range=0-127",
         ]);
         assert_eq!(
-            (high.bars, high.tempo, high.steps),
-            (64, 1000.0, Some(1000))
+            (high.bars, high.common.tempo, high.common.steps),
+            (64, Some(1000.0), Some(1000))
         );
         assert_eq!(
-            (high.temperature, high.top_p, high.noise),
+            (
+                high.common.temperature,
+                high.common.top_p,
+                high.common.noise
+            ),
             (5.0, 1.0, Some(10.0))
         );
-        assert_eq!((high.density, high.max_notes_per_onset), (Some(8.0), 12));
-        assert_eq!(high.pitch_range, (0, 127));
+        assert_eq!(
+            (high.common.density, high.common.max_notes_per_onset),
+            (Some(8.0), 12)
+        );
+        assert_eq!(high.common.pitch_range, (0, 127));
         let defaults = generate_args(&[]);
         assert_eq!(
-            (defaults.bars, defaults.tempo, defaults.steps),
-            (8, 120.0, None)
+            (defaults.bars, defaults.common.tempo, defaults.common.steps),
+            (8, None, None)
         );
-        assert_eq!(defaults.pitch_range, (48, 84));
+        assert_eq!(defaults.common.pitch_range, (48, 84));
         assert_eq!(defaults.meter, TimeSignature::FOUR_FOUR);
-        assert_eq!(defaults.key, None);
+        assert_eq!(defaults.common.key, None);
     }
 
     /// `--key` is parsed once, here: any spelling `Key::parse` reads, or `none`.
     #[test]
     fn key_flag_parses_to_a_key() {
         assert_eq!(
-            generate_args(&["--key", "Bb-major"]).key,
+            generate_args(&["--key", "Bb-major"]).common.key,
             Some(KeyArg(Key::parse("A#-major")))
         );
         assert_eq!(
-            generate_args(&["--key", "F#-dorian"]).key,
+            generate_args(&["--key", "F#-dorian"]).common.key,
             Some(KeyArg(Key::parse("F#-dorian")))
         );
-        assert_eq!(generate_args(&["--key", "none"]).key, Some(KeyArg(None)));
+        assert_eq!(
+            generate_args(&["--key", "none"]).common.key,
+            Some(KeyArg(None))
+        );
         assert_eq!(
             generate_args(&["--meter", "6/8"]).meter,
             TimeSignature::new(6, 8).unwrap()
@@ -624,7 +810,7 @@ mod tests {
             let Command::Generate(args) = cli.command else {
                 panic!("not generate");
             };
-            assert_eq!(args.style, style);
+            assert_eq!(args.common.style, style);
         }
         let err = Cli::try_parse_from(["smdim", "generate", "-o", "x.mid", "--style", "banana"])
             .err()

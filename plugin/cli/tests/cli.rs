@@ -537,3 +537,199 @@ fn an_error_s_cause_is_printed_once() {
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Notes of a MIDI file as (start tick, length, pitch, velocity), in bars `bars`.
+fn notes_of(path: &std::path::Path, bars: std::ops::Range<u32>) -> Vec<(u32, u32, u8, u8)> {
+    let phrase = smdim_engine::midi_file::load_smf(path).unwrap().phrase;
+    let bar = phrase.time_signature.bar_ticks();
+    phrase
+        .notes
+        .iter()
+        .filter(|n| bars.contains(&(n.start / bar)))
+        .map(|n| (n.start, n.length, n.pitch, n.velocity))
+        .collect()
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = smdim().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn continue_infill_and_vary_keep_what_they_keep_and_are_deterministic() {
+    let dir = std::env::temp_dir().join(format!("smdim-cli-edit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str| dir.join(name).display().to_string();
+    // A source written by the model itself (on the grid, so nothing moves).
+    run_ok(&[
+        "generate",
+        "--bars",
+        "4",
+        "--seed",
+        "3",
+        "-o",
+        &file("src.mid"),
+    ]);
+    let src = std::path::PathBuf::from(file("src.mid"));
+
+    let summary = run_ok(&[
+        "continue",
+        &file("src.mid"),
+        "--keep-bars",
+        "2",
+        "--bars",
+        "6",
+        "--seed",
+        "5",
+        "-o",
+        &file("cont.mid"),
+    ]);
+    assert!(summary.contains("0 moved to the grid"), "{summary}");
+    let cont = dir.join("cont.mid");
+    assert_eq!(
+        notes_of(&cont, 0..2),
+        notes_of(&src, 0..2),
+        "kept bars, velocities too"
+    );
+    assert!(!notes_of(&cont, 2..6).is_empty(), "new bars were written");
+    assert_eq!(
+        smdim_engine::midi_file::load_smf(&cont)
+            .unwrap()
+            .phrase
+            .bars,
+        6
+    );
+    // Same flags, same seed: the same file.
+    run_ok(&[
+        "continue",
+        &file("src.mid"),
+        "--keep-bars",
+        "2",
+        "--bars",
+        "6",
+        "--seed",
+        "5",
+        "-o",
+        &file("cont2.mid"),
+    ]);
+    assert_eq!(
+        std::fs::read(&cont).unwrap(),
+        std::fs::read(dir.join("cont2.mid")).unwrap()
+    );
+
+    run_ok(&[
+        "infill",
+        &file("src.mid"),
+        "--bars",
+        "2-3",
+        "--seed",
+        "5",
+        "-o",
+        &file("inf.mid"),
+    ]);
+    let inf = dir.join("inf.mid");
+    assert_eq!(notes_of(&inf, 0..1), notes_of(&src, 0..1));
+    assert_eq!(notes_of(&inf, 3..4), notes_of(&src, 3..4));
+
+    run_ok(&[
+        "vary",
+        &file("src.mid"),
+        "--strength",
+        "0",
+        "-o",
+        &file("same.mid"),
+    ]);
+    assert_eq!(
+        notes_of(&dir.join("same.mid"), 0..4),
+        notes_of(&src, 0..4),
+        "0 % is the identity"
+    );
+
+    run_ok(&[
+        "vary",
+        &file("src.mid"),
+        "--strength",
+        "1",
+        "--keep-rhythm",
+        "--seed",
+        "2",
+        "-o",
+        &file("rhythm.mid"),
+    ]);
+    // Every onset stays (a new pitch that repeats one still sounding restarts it, so a
+    // duration can come out shorter; see `Edit::Vary`).
+    let rhythm = |p: &std::path::Path| {
+        let mut r: Vec<u32> = notes_of(p, 0..4).iter().map(|n| n.0).collect();
+        r.sort();
+        r
+    };
+    assert_eq!(rhythm(&dir.join("rhythm.mid")), rhythm(&src));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn edits_that_do_not_fit_the_source_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("smdim-cli-edit-err-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("src.mid").display().to_string();
+    run_ok(&["generate", "--bars", "4", "--seed", "1", "-o", &src]);
+    let out = dir.join("x.mid").display().to_string();
+    for (args, expected) in [
+        (
+            vec![
+                "continue",
+                &src,
+                "--keep-bars",
+                "5",
+                "--bars",
+                "8",
+                "-o",
+                &out,
+            ],
+            "keep 5 bars: the source has 4 bar(s)",
+        ),
+        (
+            vec![
+                "continue",
+                &src,
+                "--keep-bars",
+                "4",
+                "--bars",
+                "4",
+                "-o",
+                &out,
+            ],
+            "nothing left to generate",
+        ),
+        (
+            vec!["infill", &src, "--bars", "3-6", "-o", &out],
+            "bars 3-6: the source has bars 1-4",
+        ),
+        (
+            vec!["infill", &src, "--bars", "0-2", "-o", &out],
+            "give bars as FROM-TO",
+        ),
+        (vec!["vary", &src, "--strength", "1.5", "-o", &out], "1.5"),
+    ] {
+        let result = smdim().args(&args).output().unwrap();
+        assert!(!result.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(
+            !std::path::Path::new(&out).exists(),
+            "nothing written on an error"
+        );
+    }
+    let missing = smdim()
+        .args(["vary", "/nonexistent/in.mid", "-o", &out])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/in.mid"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -38,6 +38,9 @@ pub enum InferenceError {
     StyleMismatch(String),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// An edit of a source phrase that cannot be done as asked.
+    #[error(transparent)]
+    Edit(#[from] smdim_engine::sampler::edit::EditError),
     #[error("generation cancelled")]
     Cancelled,
 }

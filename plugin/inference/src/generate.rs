@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use smdim_engine::codec::decode;
+use smdim_engine::codec::{EncodeReport, Encoder};
 use smdim_engine::phrase::{Phrase, TimeSignature};
-use smdim_engine::sampler::constraints::{plan, PhraseRequest};
+use smdim_engine::sampler::constraints::{plan, PhraseRequest, Plan};
+use smdim_engine::sampler::edit::{plan_edit, Edit};
 use smdim_engine::sampler::{sample, Order, SampleError, SamplerSettings};
 use smdim_engine::theory::Key;
 use smdim_engine::vocab::{TokenId, Vocabulary};
@@ -145,6 +147,103 @@ pub fn generate(
         denoiser.card.length.multiple_of,
         denoiser.card.length.max,
     )?;
+    let mut phrase_and_run = run_plan(denoiser, settings, &plan, cancel, progress)?;
+    phrase_and_run
+        .phrase
+        .shape_velocities(settings.velocity.clamp(1, 127), settings.accent);
+    phrase_and_run.elapsed = started.elapsed();
+    Ok(phrase_and_run)
+}
+
+/// An edit of the musician's phrase: what was generated, and what quantising the source to the
+/// model's grid changed.
+#[derive(Debug, Clone)]
+pub struct Edited {
+    pub generated: Generated,
+    pub report: EncodeReport,
+}
+
+/// Edits `source` ([`Edit`]): the kept notes come back identical to the source after
+/// quantisation (velocities included); the new ones follow `settings` (its constraints, style,
+/// sampler and velocity). The phrase takes the source's meter; Infill and Vary its bars, Continue
+/// `settings.bars`.
+pub fn generate_edit(
+    denoiser: &mut Denoiser,
+    settings: &GenerationSettings,
+    source: &Phrase,
+    edit: &Edit,
+    cancel: &AtomicBool,
+    progress: impl FnMut(u32, u32),
+) -> Result<Edited, InferenceError> {
+    let started = Instant::now();
+    denoiser.check_style(settings.style)?;
+    let vocab = Vocabulary::remi_v1();
+    let mut settings = settings.clone();
+    settings.time_signature = source.time_signature;
+    if !matches!(edit, Edit::Continue { .. }) {
+        settings.bars = source.bars.max(1);
+    }
+    let request = settings.request();
+    let edit_plan = plan_edit(
+        vocab,
+        &request,
+        source,
+        edit,
+        settings.seed,
+        denoiser.card.length.multiple_of,
+        denoiser.card.length.max,
+    )?;
+    let mut generated = run_plan(denoiser, &settings, &edit_plan.plan, cancel, progress)?;
+    // New notes get the settings' velocity shape; kept ones their own velocity.
+    generated
+        .phrase
+        .shape_velocities(settings.velocity.clamp(1, 127), settings.accent);
+    let kept = quantised(vocab, source);
+    for note in &mut generated.phrase.notes {
+        if let Some(k) = kept
+            .iter()
+            .find(|k| (k.start, k.pitch, k.length) == (note.start, note.pitch, note.length))
+        {
+            note.velocity = k.velocity;
+        }
+    }
+    generated.elapsed = started.elapsed();
+    Ok(Edited {
+        generated,
+        report: edit_plan.report,
+    })
+}
+
+/// `source` on the model's grid (what the encoder makes of it), with each note's velocity.
+pub fn quantised(vocab: &Vocabulary, source: &Phrase) -> Vec<smdim_engine::Note> {
+    let Ok((ids, _)) = Encoder::new(vocab).encode(source) else {
+        return Vec::new();
+    };
+    let mut notes = decode(vocab, &ids).phrase.notes;
+    for note in &mut notes {
+        // The original note nearest in time with this pitch gives its velocity.
+        if let Some(original) = source
+            .notes
+            .iter()
+            .filter(|o| o.pitch == note.pitch)
+            .min_by_key(|o| o.start.abs_diff(note.start))
+        {
+            note.velocity = original.velocity;
+        }
+    }
+    notes
+}
+
+/// Samples `plan` and decodes it (velocities as the decoder leaves them).
+fn run_plan(
+    denoiser: &mut Denoiser,
+    settings: &GenerationSettings,
+    plan: &Plan,
+    cancel: &AtomicBool,
+    progress: impl FnMut(u32, u32),
+) -> Result<Generated, InferenceError> {
+    let started = Instant::now();
+    let vocab = Vocabulary::remi_v1();
     let steps = settings
         .steps
         .unwrap_or(denoiser.card.sampler.default_steps)
@@ -197,10 +296,8 @@ pub fn generate(
             decoded.report.skipped()
         )));
     }
-    let mut phrase = decoded.phrase;
-    phrase.shape_velocities(settings.velocity.clamp(1, 127), settings.accent);
     Ok(Generated {
-        phrase,
+        phrase: decoded.phrase,
         tokens,
         settings: settings.clone(),
         steps,

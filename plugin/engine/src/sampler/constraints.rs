@@ -101,9 +101,9 @@ impl Plan {
 
 /// The free slots, in one run from the end of bar one's skeleton to the end marker.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct FreeRun {
-    start: usize,
-    end: usize,
+pub(super) struct FreeRun {
+    pub(super) start: usize,
+    pub(super) end: usize,
     /// True when the run follows `Position_0 Tempo` (the first onset is at position 0).
     after_tempo: bool,
 }
@@ -122,17 +122,20 @@ enum Class {
 /// The per-choice masks of a [`Plan`].
 #[derive(Debug, Clone)]
 pub struct Constraints {
-    run: FreeRun,
+    pub(super) run: FreeRun,
     classes: Vec<Class>,
     pitch_allowed: Vec<bool>,
     positions_per_bar: u32,
-    max_notes: usize,
+    pub(super) max_notes: usize,
     /// The run holds bars 1..=bars: `bars - 1` bar lines are the model's to place.
     bars: usize,
     /// Bar line j (1-based) may stand only within `bar_window` slots of where it would be if
     /// every bar held the same number of tokens: bars breathe (a held note, a run of quavers)
     /// but one bar cannot swallow the phrase while others stay empty.
     bar_window: usize,
+    /// Edits ([`super::edit`]): each bar line's own (expected run offset, window), replacing the
+    /// uniform spread; a kept bar line has its exact offset and window 0.
+    pub(super) lines: Vec<(f64, usize)>,
 }
 
 /// Automaton states inside one bar at one slot boundary: `start` (right after `Bar TimeSig`),
@@ -249,6 +252,9 @@ impl Constraints {
         if line == 0 || line >= self.bars {
             return false;
         }
+        if let Some(&(expected, window)) = self.lines.get(line - 1) {
+            return (offset as f64 - expected).abs() <= window as f64;
+        }
         let run = self.run.end - self.run.start;
         let content = run.saturating_sub(2 * (self.bars - 1)) as f64 / self.bars as f64;
         let expected = line as f64 * content + 2.0 * (line as f64 - 1.0);
@@ -330,10 +336,27 @@ impl Constraints {
 
     fn fillable_as_is(&self) -> bool {
         let free = self.run.end - self.run.start;
+        self.completes(&vec![None; free])
+    }
+
+    /// Whether the run with these known tokens (`None`: masked) can be completed.
+    pub(super) fn completes_tokens(&self, tokens: &[TokenId], mask: TokenId) -> bool {
+        let run: Vec<Option<TokenId>> = tokens[self.run.start..self.run.end]
+            .iter()
+            .map(|&t| (t != mask).then_some(t))
+            .collect();
+        self.completes(&run)
+    }
+
+    fn completes(&self, run: &[Option<TokenId>]) -> bool {
         let mut states = self.initial();
         let mut next = states.clone();
-        for offset in 0..free {
-            self.forward(&states, Slot(None), offset, &mut next);
+        for (offset, token) in run.iter().enumerate() {
+            let slot = match token {
+                Some(t) => self.slot(*t, TokenId::MAX),
+                None => Slot(None),
+            };
+            self.forward(&states, slot, offset, &mut next);
             std::mem::swap(&mut states, &mut next);
         }
         let accept = self.accepting();
@@ -533,6 +556,84 @@ pub fn plan(
     length_multiple: usize,
     max_len: usize,
 ) -> Result<Plan, PlanError> {
+    let Base {
+        mut constraints,
+        ts_id,
+        head_tokens,
+        per_note,
+        density,
+    } = base(vocab, request)?;
+    let head = head_tokens.len();
+    let ts = request.time_signature;
+    let bars = request.bars as usize;
+    let mask = vocab.mask_id();
+    // The notes' tokens plus the model's bar lines.
+    let notes = density * ts.bar_quarters() * bars as f64;
+    let target = (per_note * notes).round() as usize + 2 * (bars - 1);
+    // Bars breathe within ±40 % of the mean bar (real tunes: 7.4 ± 2.3 onsets a bar), and
+    // never less than a note's worth.
+    let mean_bar = (per_note * notes / bars as f64).max(1.0);
+    constraints.bar_window = window_for(mean_bar);
+    // The whole sequence (head + run + end marker) must be a multiple of the model's stride;
+    // take the nearest such run length the grammar can fill, growth first.
+    let multiple = length_multiple.max(1);
+    let fits = |free: usize| (head + free + 2).is_multiple_of(multiple);
+    let search = 64 * multiple;
+    if head + target.saturating_sub(search) + 2 > max_len {
+        // Far beyond the model: refuse before searching layouts of that length.
+        return Err(PlanError::TooLong {
+            bars: request.bars,
+            needed: head + target + 2,
+            max: max_len,
+        });
+    }
+    let free = (0..=search)
+        .flat_map(|d| [target.checked_add(d), target.checked_sub(d)])
+        .flatten()
+        .filter(|&f| fits(f))
+        .find(|&f| constraints.fillable(f))
+        .ok_or(PlanError::NoLayout {
+            bars: request.bars,
+            multiple,
+        })?;
+    let total = head + free + 2;
+    if total > max_len {
+        return Err(PlanError::TooLong {
+            bars: request.bars,
+            needed: total,
+            max: max_len,
+        });
+    }
+    let mut tokens = Vec::with_capacity(total);
+    tokens.extend(&head_tokens);
+    tokens.extend(std::iter::repeat_n(mask, free));
+    tokens.extend([vocab.bar_id(), ts_id]);
+    constraints.run.end = head + free;
+    Ok(Plan {
+        tokens,
+        constraints,
+    })
+}
+
+/// The window a bar line gets around its expected place, for bars of `mean_bar` tokens.
+pub(super) fn window_for(mean_bar: f64) -> usize {
+    ((0.4 * mean_bar).round() as usize).max(3)
+}
+
+/// What every layout of a request shares: the per-choice tables and the head of bar one.
+pub(super) struct Base {
+    /// With an empty run starting after the head.
+    pub constraints: Constraints,
+    pub ts_id: TokenId,
+    /// `Bar TimeSig [Position_0 Tempo]`.
+    pub head_tokens: Vec<TokenId>,
+    /// Tokens a note costs.
+    pub per_note: f64,
+    /// Notes per quarter note.
+    pub density: f64,
+}
+
+pub(super) fn base(vocab: &Vocabulary, request: &PhraseRequest) -> Result<Base, PlanError> {
     if request.bars == 0 {
         return Err(PlanError::NoBars);
     }
@@ -540,7 +641,6 @@ pub fn plan(
     let ts_id = vocab
         .id_of(&format!("TimeSig_{}/{}", ts.numerator, ts.denominator))
         .ok_or(PlanError::UnsupportedMeter(ts))?;
-    let mask = vocab.mask_id();
     let tempo_id = request.tempo.and_then(|tempo| {
         let mut best: Option<(f32, TokenId)> = None;
         for (id, token) in vocab.tokens().iter().enumerate() {
@@ -581,7 +681,7 @@ pub fn plan(
     let bars = request.bars as usize;
     let tempo_first = tempo_id.is_some() && position0.is_some();
     let head = if tempo_first { 4 } else { 2 };
-    let mut constraints = Constraints {
+    let constraints = Constraints {
         run: FreeRun {
             start: head,
             end: head,
@@ -595,6 +695,7 @@ pub fn plan(
             .clamp(1, MAX_NOTES_PER_ONSET_LIMIT) as usize,
         bars,
         bar_window: 0,
+        lines: Vec::new(),
     };
 
     let density = if request.notes_per_quarter.is_finite() {
@@ -609,54 +710,16 @@ pub fn plan(
     } else {
         3.0
     };
-    // The notes' tokens plus the model's bar lines.
-    let notes = density * ts.bar_quarters() * bars as f64;
-    let target = (per_note * notes).round() as usize + 2 * (bars - 1);
-    // Bars breathe within ±40 % of the mean bar (real tunes: 7.4 ± 2.3 onsets a bar), and
-    // never less than a note's worth.
-    let mean_bar = (per_note * notes / bars as f64).max(1.0);
-    constraints.bar_window = ((0.4 * mean_bar).round() as usize).max(3);
-    // The whole sequence (head + run + end marker) must be a multiple of the model's stride;
-    // take the nearest such run length the grammar can fill, growth first.
-    let multiple = length_multiple.max(1);
-    let fits = |free: usize| (head + free + 2).is_multiple_of(multiple);
-    let search = 64 * multiple;
-    if head + target.saturating_sub(search) + 2 > max_len {
-        // Far beyond the model: refuse before searching layouts of that length.
-        return Err(PlanError::TooLong {
-            bars: request.bars,
-            needed: head + target + 2,
-            max: max_len,
-        });
-    }
-    let free = (0..=search)
-        .flat_map(|d| [target.checked_add(d), target.checked_sub(d)])
-        .flatten()
-        .filter(|&f| fits(f))
-        .find(|&f| constraints.fillable(f))
-        .ok_or(PlanError::NoLayout {
-            bars: request.bars,
-            multiple,
-        })?;
-    let total = head + free + 2;
-    if total > max_len {
-        return Err(PlanError::TooLong {
-            bars: request.bars,
-            needed: total,
-            max: max_len,
-        });
-    }
-    let mut tokens = Vec::with_capacity(total);
-    tokens.extend([vocab.bar_id(), ts_id]);
+    let mut head_tokens = vec![vocab.bar_id(), ts_id];
     if tempo_first {
-        tokens.extend([position0.expect("checked"), tempo_id.expect("checked")]);
+        head_tokens.extend([position0.expect("checked"), tempo_id.expect("checked")]);
     }
-    tokens.extend(std::iter::repeat_n(mask, free));
-    tokens.extend([vocab.bar_id(), ts_id]);
-    constraints.run.end = head + free;
-    Ok(Plan {
-        tokens,
+    Ok(Base {
         constraints,
+        ts_id,
+        head_tokens,
+        per_note,
+        density,
     })
 }
 

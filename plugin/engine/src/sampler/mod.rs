@@ -17,6 +17,7 @@
 //! key, notes per onset). With constraints off the choices equal the Python sampler's.
 
 pub mod constraints;
+pub mod edit;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -307,8 +308,21 @@ pub struct SampleStats {
 }
 
 /// Per-run buffers and the logit masking shared by both orders.
+/// What a token is to the same-onset pitch check.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Pitch,
+    /// `Position` or `Bar`: an onset's edge.
+    Edge,
+    Other,
+}
+
+/// Slots scanned either way for pitches of the same onset (12 notes of pitch and duration).
+const ONSET_REACH: usize = 2 * constraints::MAX_NOTES_PER_ONSET_LIMIT as usize + 2;
+
 struct Picker {
     static_ban: Vec<bool>,
+    kinds: Vec<Kind>,
     row: Vec<f64>,
     allowed: Vec<bool>,
     scratch: ChooseScratch,
@@ -321,18 +335,23 @@ struct Picker {
 
 impl Picker {
     /// Masks the logits of slot `i` (static bans, then the constraints) into `self.row` and
-    /// draws a token with `u`. Counts choices where the constraints allowed nothing.
+    /// draws a token with `u`. Counts choices where the constraints allowed nothing. `context`
+    /// is `x` with this step's earlier choices in it.
     fn pick(
         &mut self,
         source: &[f32],
         sweep: Option<&mut Sweep<'_>>,
         x: &[TokenId],
+        context: &[TokenId],
         i: usize,
         u: f64,
     ) -> usize {
         let mut constrained = false;
         if let Some(sweep) = sweep {
             constrained = sweep.allowed(x, i, &mut self.allowed);
+            if constrained {
+                self.ban_onset_pitches(context, i);
+            }
         }
         let any_allowed = !constrained
             || self
@@ -359,6 +378,46 @@ impl Picker {
             &mut self.scratch,
         )
     }
+
+    /// A pitch already sounding at this slot's onset is not allowed again (the decoder would
+    /// merge the two into one note, losing an onset a kept rhythm asked for). Local and never
+    /// blocking: an onset holds at most 12 of the 88+ pitches.
+    fn ban_onset_pitches(&mut self, tokens: &[TokenId], i: usize) {
+        let kinds = &self.kinds;
+        let kind = |t: TokenId| kinds.get(t as usize).copied().unwrap_or(Kind::Other);
+        let allowed = &mut self.allowed;
+        let mut banned = [TokenId::MAX; 2 * ONSET_REACH];
+        let mut n = 0;
+        let mut scan = |side: &mut dyn Iterator<Item = &TokenId>| {
+            for &t in side {
+                match kind(t) {
+                    Kind::Edge => break,
+                    Kind::Pitch => {
+                        if let Some(slot) = allowed.get_mut(t as usize).filter(|s| **s) {
+                            *slot = false;
+                            banned[n] = t;
+                            n += 1;
+                        }
+                    }
+                    Kind::Other => {}
+                }
+            }
+        };
+        scan(&mut tokens[..i].iter().rev().take(ONSET_REACH));
+        scan(&mut tokens[i + 1..].iter().take(ONSET_REACH));
+        // Never at the cost of the grammar: with no other pitch left (a one-pitch range), the
+        // repeat stays allowed.
+        let any_left = self
+            .allowed
+            .iter()
+            .zip(&self.static_ban)
+            .any(|(a, b)| *a && !b);
+        if !any_left {
+            for &t in &banned[..n] {
+                self.allowed[t as usize] = true;
+            }
+        }
+    }
 }
 
 /// Runs the reverse process. `initial` holds fixed tokens and MASK where free. `progress`
@@ -382,8 +441,18 @@ pub fn sample<D: Denoise>(
             static_ban[id as usize] = true;
         }
     }
+    let kinds = vocab
+        .tokens()
+        .iter()
+        .map(|t| match t {
+            crate::vocab::Token::Pitch(_) => Kind::Pitch,
+            crate::vocab::Token::Position(_) | crate::vocab::Token::Bar => Kind::Edge,
+            _ => Kind::Other,
+        })
+        .collect();
     let mut picker = Picker {
         static_ban,
+        kinds,
         row: vec![0f64; vocab_len],
         allowed: vec![true; vocab_len],
         scratch: ChooseScratch::default(),
@@ -396,6 +465,8 @@ pub fn sample<D: Denoise>(
     let mut logits = Vec::with_capacity(x.len() * vocab_len);
     let mut newly = Vec::with_capacity(x.len());
     let mut candidates: Vec<(f64, usize, TokenId)> = Vec::with_capacity(x.len());
+    // Confidence order: `x` with this step's candidates so far.
+    let mut drawn: Vec<TokenId> = Vec::with_capacity(x.len());
     let mut stats = SampleStats::default();
     let steps = settings.steps.max(1);
     let n0 = x.iter().filter(|&&t| t == mask).count();
@@ -442,7 +513,7 @@ pub fn sample<D: Denoise>(
                     for &i in &newly {
                         let u = rng.uniform();
                         let source = &logits[i * vocab_len..(i + 1) * vocab_len];
-                        let token = picker.pick(source, sweep.as_mut(), &x, i, u);
+                        let token = picker.pick(source, sweep.as_mut(), &x, &x, i, u);
                         x[i] = token as TokenId;
                         if let Some(sweep) = sweep.as_mut() {
                             sweep.advance(&x, i, x[i]);
@@ -451,13 +522,16 @@ pub fn sample<D: Denoise>(
                 }
                 Order::Confidence => {
                     candidates.clear();
+                    drawn.clear();
+                    drawn.extend_from_slice(&x);
                     for i in 0..x.len() {
                         if x[i] != mask {
                             continue;
                         }
                         let (u_token, u_noise) = (rng.uniform(), rng.uniform());
                         let source = &logits[i * vocab_len..(i + 1) * vocab_len];
-                        let token = picker.pick(source, sweep.as_mut(), &x, i, u_token);
+                        let token = picker.pick(source, sweep.as_mut(), &x, &drawn, i, u_token);
+                        drawn[i] = token as TokenId;
                         let p = softmax_prob(
                             &picker.row,
                             token,
