@@ -8,6 +8,7 @@
 //!   the audio thread, without allocating.
 //! - [`theory`]: note names, scales and keys, defined once.
 
+pub mod capture;
 pub mod codec;
 pub mod error;
 pub mod handoff;

@@ -71,7 +71,8 @@ impl Transport {
         }
     }
 
-    fn time_signature(&self) -> TimeSignature {
+    /// The host meter, or 4/4 when it reports none that is valid.
+    pub fn time_signature(&self) -> TimeSignature {
         let n = u8::try_from(self.time_sig_numerator).ok();
         let d = u8::try_from(self.time_sig_denominator).ok();
         n.zip(d)
@@ -79,7 +80,8 @@ impl Transport {
             .unwrap_or_default()
     }
 
-    fn is_sane(&self) -> bool {
+    /// Whether the block's rate, tempo and position are usable at all.
+    pub fn is_sane(&self) -> bool {
         self.sample_rate.is_finite()
             && (1_000.0..=1_000_000.0).contains(&self.sample_rate)
             && self.tempo.is_finite()

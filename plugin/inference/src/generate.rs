@@ -126,6 +126,16 @@ pub struct Generated {
     pub provider: Provider,
     pub elapsed: Duration,
     pub denoiser_calls: u32,
+    /// For an edit: the source phrase and what was done with it.
+    #[serde(default)]
+    pub edit: Option<EditRecord>,
+}
+
+/// The source of an edit and the edit, kept with its result (undo history, saved projects).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditRecord {
+    pub source: Phrase,
+    pub edit: Edit,
 }
 
 /// Generates one phrase. `progress` receives (steps done, steps); `cancel` is honoured
@@ -208,6 +218,10 @@ pub fn generate_edit(
         }
     }
     generated.elapsed = started.elapsed();
+    generated.edit = Some(EditRecord {
+        source: source.clone(),
+        edit: *edit,
+    });
     Ok(Edited {
         generated,
         report: edit_plan.report,
@@ -305,6 +319,7 @@ fn run_plan(
         elapsed: started.elapsed(),
         denoiser_calls: stats.denoiser_calls,
         order: sampler.order,
+        edit: None,
     })
 }
 

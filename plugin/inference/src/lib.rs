@@ -20,6 +20,6 @@ pub mod style;
 
 pub use denoiser::{Denoiser, LoadOptions, Provider, ProviderChoice};
 pub use error::{FallbackReason, InferenceError};
-pub use generate::{generate, generate_edit, Edited, Generated, GenerationSettings};
+pub use generate::{generate, generate_edit, EditRecord, Edited, Generated, GenerationSettings};
 pub use model::{ModelCard, ModelSource};
 pub use style::Style;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::{NoteEvent, Transport as HostTransport};
+use smdim_engine::capture::Recorder;
 use smdim_engine::handoff::Inbox;
 use smdim_engine::phrase::Phrase;
 use smdim_engine::scheduler::{
@@ -15,7 +16,7 @@ use smdim_engine::scheduler::{
 };
 use smdim_inference::Generated;
 
-use crate::shared::Shared;
+use crate::shared::{AudioSide, Shared};
 
 thread_local! {
     /// Set on every thread that has run [`Audio::process`]; const, so reading it never allocates.
@@ -73,6 +74,8 @@ pub trait NoteIo<S> {
 
 pub struct Audio {
     inbox: Inbox<Arc<Generated>>,
+    /// Notes arriving at the input while the transport plays, for editing.
+    recorder: Recorder,
     scheduler: Scheduler<Playing>,
     events: EventBuffer,
     /// A retired phrase the inbox's retire queue had no room for; retried every block. While it
@@ -88,9 +91,10 @@ pub struct Audio {
 }
 
 impl Audio {
-    pub fn new(inbox: Inbox<Arc<Generated>>) -> Audio {
+    pub fn new(side: AudioSide) -> Audio {
         Audio {
-            inbox,
+            inbox: side.inbox,
+            recorder: side.recorder,
             scheduler: Scheduler::new(),
             events: EventBuffer::default(),
             backlog: None,
@@ -169,11 +173,13 @@ impl Audio {
         }
 
         // Merge generated and incoming events by time; at equal times incoming notes go first.
+        self.recorder.begin_block(transport, block_len);
         let mut next_in = io.next_incoming();
         for event in self.events.as_slice() {
             loop {
                 match next_in.take() {
                     Some(e) if e.timing() <= event.sample => {
+                        record(&mut self.recorder, &e);
                         if params.pass_through && forwarded(&e) {
                             io.send(e);
                         }
@@ -188,11 +194,13 @@ impl Audio {
             io.send(to_note_event(event, self.channel));
         }
         while let Some(e) = next_in {
+            record(&mut self.recorder, &e);
             if params.pass_through && forwarded(&e) {
                 io.send(e);
             }
             next_in = io.next_incoming();
         }
+        self.recorder.end_block();
         self.events.clear();
 
         self.update_view(shared, transport);
@@ -242,6 +250,33 @@ fn forwarded<S>(event: &NoteEvent<S>) -> bool {
     )
 }
 
+/// Note-ons and note-offs of the input go to the capture (channels and keys as sent).
+fn record<S>(recorder: &mut Recorder, event: &NoteEvent<S>) {
+    let channel_of = |channel: &Channel| match channel {
+        Channel::Number(c) => *c,
+        _ => 0,
+    };
+    match event {
+        NoteEvent::NoteOn {
+            timing,
+            channel,
+            key: Key::Number(key),
+            velocity,
+            ..
+        } => {
+            let v = (velocity.clamp(0.0, 1.0) * 127.0).round().max(1.0) as u8;
+            recorder.note(*timing, channel_of(channel), *key, v);
+        }
+        NoteEvent::NoteOff {
+            timing,
+            channel,
+            key: Key::Number(key),
+            ..
+        } => recorder.note(*timing, channel_of(channel), *key, 0),
+        _ => {}
+    }
+}
+
 fn to_note_event<S>(event: &smdim_engine::NoteEvent, channel: u8) -> NoteEvent<S> {
     let key = Key::Number(event.pitch.min(127));
     let channel = Channel::Number(channel);
@@ -289,6 +324,7 @@ mod tests {
             elapsed: Duration::ZERO,
             denoiser_calls: 1,
             order: Default::default(),
+            edit: None,
         })
     }
 
@@ -319,8 +355,8 @@ mod tests {
 
     #[test]
     fn pass_through_never_forwards_note_expressions() {
-        let (shared, inbox, _requests) = Shared::new();
-        let mut audio = Audio::new(inbox);
+        let (shared, side, _requests) = Shared::new();
+        let mut audio = Audio::new(side);
         let transport = Transport::playing_at(48_000.0, 120.0, 0.0);
         let expression = |timing| NoteEvent::<()>::PolyTuning {
             timing,
@@ -367,9 +403,9 @@ mod tests {
 
     #[test]
     fn plays_merges_pass_through_and_releases() {
-        let (shared, inbox, requests) = Shared::new();
+        let (shared, side, requests) = Shared::new();
         shared.adopt(generated());
-        let mut audio = Audio::new(inbox);
+        let mut audio = Audio::new(side);
         // 120 bpm at 48 kHz: 24,000 samples per quarter; one block of a whole bar.
         let transport = Transport::playing_at(48_000.0, 120.0, 0.0);
         let mut io = TestIo {
@@ -438,8 +474,8 @@ mod tests {
             audio.process(shared, &t, 64, p, &mut TestIo::default());
         };
         // A level of "on" in the first block after activation is not an edge.
-        let (shared, inbox, _r) = Shared::new();
-        let mut audio = Audio::new(inbox);
+        let (shared, side, _r) = Shared::new();
+        let mut audio = Audio::new(side);
         audio.reset();
         block(&mut audio, &shared, true);
         block(&mut audio, &shared, true);
@@ -449,8 +485,8 @@ mod tests {
         assert!(shared.generate_requested(), "off → on fires");
 
         // A state load (project reopened with Generate saved on) is not an edge either.
-        let (shared, inbox, _r) = Shared::new();
-        let mut audio = Audio::new(inbox);
+        let (shared, side, _r) = Shared::new();
+        let mut audio = Audio::new(side);
         block(&mut audio, &shared, false);
         shared.load_state(crate::state::SavedState::new());
         block(&mut audio, &shared, true);
@@ -459,9 +495,9 @@ mod tests {
 
     #[test]
     fn channel_change_releases_on_the_old_channel() {
-        let (shared, inbox, _requests) = Shared::new();
+        let (shared, side, _requests) = Shared::new();
         shared.adopt(generated());
-        let mut audio = Audio::new(inbox);
+        let mut audio = Audio::new(side);
         let transport = Transport::playing_at(48_000.0, 120.0, 0.0);
         audio.process(&shared, &transport, 100, params(), &mut TestIo::default());
         assert_eq!(audio.sounding(), 1);
@@ -483,9 +519,9 @@ mod tests {
 
     #[test]
     fn quantised_host_positions_still_give_exact_samples() {
-        let (shared, inbox, _requests) = Shared::new();
+        let (shared, side, _requests) = Shared::new();
         shared.adopt(generated());
-        let mut audio = Audio::new(inbox);
+        let mut audio = Audio::new(side);
         let mut io = TestIo::default();
         // 120 bpm, 48 kHz, 1001-sample blocks; the host rounds positions to 1/1920 beat
         // (12.5 samples here), so most block starts are off by a few samples.
@@ -525,7 +561,8 @@ mod tests {
         use crate::alloc_audit::{thread_heap_ops, ProcessScope};
         let (publisher, inbox) = smdim_engine::handoff::channel();
         let (shared, _unused, _requests) = Shared::new();
-        let mut audio = Audio::new(inbox);
+        let recorder = smdim_engine::capture::channel().0;
+        let mut audio = Audio::new(AudioSide { inbox, recorder });
         // Held by the test, so collecting them frees nothing.
         let filler = generated();
         let mut pos = 0.0;
@@ -547,10 +584,10 @@ mod tests {
 
     #[test]
     fn a_state_loaded_on_the_audio_thread_waits_for_nothing_and_frees_nothing() {
-        let (shared, inbox, _requests) = Shared::new();
+        let (shared, side, _requests) = Shared::new();
         shared.adopt(generated());
         let old = Arc::downgrade(&shared.current().unwrap());
-        let mut audio = Audio::new(inbox);
+        let mut audio = Audio::new(side);
         let t = Transport::playing_at(48_000.0, 120.0, 0.0);
         audio.process(&shared, &t, 64, params(), &mut TestIo::default());
         assert!(on_audio_thread());
@@ -589,9 +626,9 @@ mod tests {
 
     #[test]
     fn the_editor_playhead_stops_after_a_once_phrase() {
-        let (shared, inbox, _requests) = Shared::new();
+        let (shared, side, _requests) = Shared::new();
         shared.adopt(generated());
-        let mut audio = Audio::new(inbox);
+        let mut audio = Audio::new(side);
         let mut p = params();
         p.mode = PlaybackMode::Once;
         // 120 bpm at 48 kHz: a one-bar phrase from the first bar line (quarter 4) to quarter 8.
@@ -613,9 +650,9 @@ mod tests {
 
     #[test]
     fn garbage_transport_is_silent() {
-        let (shared, inbox, _requests) = Shared::new();
+        let (shared, side, _requests) = Shared::new();
         shared.adopt(generated());
-        let mut audio = Audio::new(inbox);
+        let mut audio = Audio::new(side);
         for (tempo, pos, sr) in [
             (f64::NAN, 0.0, 48_000.0),
             (0.0, 0.0, 48_000.0),

@@ -168,6 +168,7 @@ mod tests {
             elapsed: Duration::ZERO,
             denoiser_calls: 1,
             order: Default::default(),
+            edit: None,
         }
     }
 

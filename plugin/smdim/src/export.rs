@@ -89,6 +89,7 @@ mod tests {
             elapsed: Duration::ZERO,
             denoiser_calls: 1,
             order: Default::default(),
+            edit: None,
         };
         let dir = std::env::temp_dir().join(format!("smdim-export-{}", std::process::id()));
         let ts = TimeSignature::new(3, 4).unwrap();

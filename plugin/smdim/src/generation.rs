@@ -21,9 +21,11 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 use nice_plug::nice_log;
+use smdim_engine::sampler::edit::Edit;
 use smdim_engine::sampler::SplitMix64;
 use smdim_inference::{
-    generate, Denoiser, GenerationSettings, InferenceError, LoadOptions, ProviderChoice,
+    generate, generate_edit, Denoiser, GenerationSettings, InferenceError, LoadOptions,
+    ProviderChoice,
 };
 
 use crate::model;
@@ -259,7 +261,27 @@ impl Worker {
             // The load failed: its error is the answer to this request too.
             return;
         }
-        let settings = self.settings_for(&request);
+        let mut settings = self.settings_for(&request);
+        let edit = match &request {
+            Request::Edit(edit) => match self.shared.source() {
+                Some(source) => {
+                    if !matches!(edit, Edit::Continue { .. }) {
+                        settings.bars = source.bars;
+                    }
+                    Some((source, *edit))
+                }
+                None => {
+                    let mut status = self.shared.status.lock();
+                    status.last_error = Some(
+                        "no source to edit: press Use capture (after playing into SMDIM) or \
+                         drop a .mid on the editor"
+                            .into(),
+                    );
+                    return;
+                }
+            },
+            _ => None,
+        };
         let through = self.taken;
         self.shared.set_error(None);
         {
@@ -277,20 +299,26 @@ impl Worker {
         };
         stop.store(should_stop(), Ordering::SeqCst);
         let denoiser = self.denoiser.as_mut().expect("checked above");
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            generate(denoiser, &settings, &stop, |done, total| {
-                shared
-                    .progress
-                    .store(done as f32 / total.max(1) as f32, Ordering::Relaxed);
-                // Between steps: a state restored on the audio thread, and Cancel.
-                shared.apply_deferred_state();
-                if should_stop() {
-                    stop.store(true, Ordering::SeqCst);
-                }
-            })
+        let progress = |done: u32, total: u32| {
+            shared
+                .progress
+                .store(done as f32 / total.max(1) as f32, Ordering::Relaxed);
+            // Between steps: a state restored on the audio thread, and Cancel.
+            shared.apply_deferred_state();
+            if should_stop() {
+                stop.store(true, Ordering::SeqCst);
+            }
+        };
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match &edit {
+            None => generate(denoiser, &settings, &stop, progress).map(|g| (g, None)),
+            Some((source, edit)) => {
+                generate_edit(denoiser, &settings, source, edit, &stop, progress)
+                    .map(|e| (e.generated, Some(e.report)))
+            }
         }));
         let error = match outcome {
-            Ok(Ok(generated)) => {
+            Ok(Ok((generated, report))) => {
+                self.shared.status.lock().last_quantised = report;
                 let generated = Arc::new(generated);
                 self.shared.status.lock().last_elapsed = Some(generated.elapsed);
                 self.shared.adopt(generated);

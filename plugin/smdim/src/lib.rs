@@ -51,7 +51,7 @@ pub struct Smdim {
 
 impl Default for Smdim {
     fn default() -> Self {
-        let (shared, inbox, requests) = Shared::new();
+        let (shared, audio_side, requests) = Shared::new();
         let params = Arc::new(SmdimParams::new(StateField(shared.clone())));
         let generation = GenerationThread::spawn(
             shared.clone(),
@@ -69,7 +69,7 @@ impl Default for Smdim {
         Smdim {
             params,
             shared,
-            audio: Audio::new(inbox),
+            audio: Audio::new(audio_side),
             _generation: generation,
         }
     }

@@ -27,7 +27,11 @@ use crossbeam_queue::ArrayQueue;
 use nice_plug::nice_log;
 use nice_plug::params::persist::PersistentField;
 use parking_lot::{Mutex, RwLock};
+use smdim_engine::capture::{self, Captured, Recorder, Takes};
+use smdim_engine::codec::EncodeReport;
 use smdim_engine::handoff::{self, Inbox, Publisher};
+use smdim_engine::phrase::Phrase;
+use smdim_engine::sampler::edit::Edit;
 use smdim_engine::TimeSignature;
 use smdim_inference::{FallbackReason, Generated, GenerationSettings, Provider, ProviderChoice};
 
@@ -49,6 +53,14 @@ pub enum Request {
     Cancel,
     /// Load ONNX Runtime and the model now (the editor opened).
     Preload,
+    /// Edit the source phrase ([`Shared::source`]) with the parameters' settings.
+    Edit(Edit),
+}
+
+/// What the audio thread owns of an instance: the phrase inbox and the capture recorder.
+pub struct AudioSide {
+    pub inbox: Inbox<Arc<Generated>>,
+    pub recorder: Recorder,
 }
 
 /// What the generation thread is doing.
@@ -78,6 +90,8 @@ pub struct Status {
     pub generating_since: Option<Instant>,
     /// Model loads attempted so far (a reload shows up here; tests and diagnostics).
     pub loads: u64,
+    /// What quantising the source to the model's grid changed in the last edit.
+    pub last_quantised: Option<EncodeReport>,
 }
 
 /// The host transport as the audio thread last saw it (for the editor's playhead and the
@@ -154,6 +168,8 @@ pub struct Shared {
     pub(crate) generation_thread: OnceLock<Thread>,
     /// A state was loaded: the audio thread takes the Generate parameter's level afresh.
     state_loaded: AtomicBool,
+    /// What the audio thread captured from the note input.
+    takes: Mutex<Takes>,
 }
 
 /// The `#[persist]` field: serialises the [`SavedState`]; loading one replaces the history and
@@ -178,10 +194,11 @@ impl<'a> PersistentField<'a, SavedState> for StateField {
 impl Shared {
     /// The shared state, the audio thread's end of the phrase handoff and the generation
     /// thread's end of the request channel.
-    pub fn new() -> (Arc<Shared>, Inbox<Arc<Generated>>, Receiver<Request>) {
+    pub fn new() -> (Arc<Shared>, AudioSide, Receiver<Request>) {
         // Bounded: try_send never allocates. Requests are rare.
         let (requests, receiver) = crossbeam_channel::bounded(32);
         let (publisher, inbox) = handoff::channel();
+        let (recorder, takes) = capture::channel();
         let shared = Arc::new(Shared {
             state: RwLock::new(SavedState::new()),
             deferred_state: ArrayQueue::new(DEFERRED_STATES),
@@ -205,8 +222,48 @@ impl Shared {
             changes: AtomicU64::new(0),
             generation_thread: OnceLock::new(),
             state_loaded: AtomicBool::new(false),
+            takes: Mutex::new(takes),
         });
-        (shared, inbox, receiver)
+        (shared, AudioSide { inbox, recorder }, receiver)
+    }
+
+    /// The phrase the edits work on.
+    pub fn source(&self) -> Option<Arc<Phrase>> {
+        self.apply_deferred_state();
+        self.state.read().source.clone()
+    }
+
+    /// Makes `phrase` the source (a dropped or opened .mid); saved with the project.
+    pub fn set_source(&self, phrase: Option<Phrase>) {
+        self.state.write().source = phrase.map(Arc::new);
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The newest capture as it would become the source (at most `bars` bars), for the editor.
+    pub fn capture_preview(&self, bars: u32) -> Option<Phrase> {
+        self.takes.lock().source(bars)
+    }
+
+    /// Everything captured so far and how many notes did not fit the queue.
+    pub fn captured(&self) -> (Vec<Captured>, u64) {
+        let mut takes = self.takes.lock();
+        let notes = takes.collect().to_vec();
+        (notes, takes.dropped())
+    }
+
+    /// **Use as source**: the newest capture (at most `bars` bars) becomes the source.
+    pub fn use_capture(&self, bars: u32) -> Result<(), String> {
+        let phrase = self.takes.lock().source(bars).ok_or_else(|| {
+            "nothing captured yet: play into SMDIM's note input while the transport runs"
+                .to_string()
+        })?;
+        self.set_source(Some(phrase));
+        Ok(())
+    }
+
+    /// Forgets the capture (the source stays).
+    pub fn clear_capture(&self) {
+        self.takes.lock().clear();
     }
 
     /// A copy of the saved state (history + cursor).

@@ -26,10 +26,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use smdim_engine::phrase::{Note, Phrase, TimeSignature, DEFAULT_VELOCITY, MAX_BARS};
+use smdim_engine::sampler::edit::Edit;
 use smdim_engine::sampler::Order;
 use smdim_engine::theory::Key;
 use smdim_engine::vocab::TokenId;
-use smdim_inference::{Generated, GenerationSettings, Provider, ProviderChoice, Style};
+use smdim_inference::{EditRecord, Generated, GenerationSettings, Provider, ProviderChoice, Style};
 
 /// The format this build writes.
 pub const STATE_VERSION: u32 = 1;
@@ -48,6 +49,8 @@ pub struct SavedState {
     pub cursor: Option<usize>,
     /// The "Compute device" setting (stable ids on disk: [`ProviderChoice::id`]).
     pub device: ProviderChoice,
+    /// The phrase the edits (Continue, Infill, Vary) work on: the musician's capture or file.
+    pub source: Option<Arc<Phrase>>,
 }
 
 /// The setting's default. CPU rather than Auto: the plugin ships the CPU ONNX Runtime, so on a
@@ -99,6 +102,7 @@ impl SavedState {
             history: Vec::new(),
             cursor: None,
             device: DEFAULT_DEVICE,
+            source: None,
         }
     }
 
@@ -186,6 +190,9 @@ struct FileV1 {
         deserialize_with = "deserialize_device"
     )]
     device: ProviderChoice,
+    /// Added with editing (absent: no source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<PhraseV1>,
 }
 
 impl Default for FileV1 {
@@ -195,8 +202,19 @@ impl Default for FileV1 {
             history: Vec::new(),
             cursor: None,
             device: DEFAULT_DEVICE,
+            source: None,
         }
     }
+}
+
+/// What an edit did, with its source (absent for plain generations and older entries).
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+struct EditV1 {
+    source: PhraseV1,
+    /// `continue`, `infill` or `vary`; another reads as no edit (the phrase still loads).
+    #[serde(deserialize_with = "lenient")]
+    edit: Option<Edit>,
 }
 
 /// One phrase of the history with what made it.
@@ -214,6 +232,9 @@ struct EntryV1 {
     provider: Provider,
     elapsed: Duration,
     denoiser_calls: u32,
+    /// Added with editing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edit: Option<EditV1>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -395,6 +416,10 @@ impl From<&Generated> for EntryV1 {
             provider: g.provider,
             elapsed: g.elapsed,
             denoiser_calls: g.denoiser_calls,
+            edit: g.edit.as_ref().map(|e| EditV1 {
+                source: PhraseV1::from(&e.source),
+                edit: Some(e.edit),
+            }),
         }
     }
 }
@@ -410,6 +435,13 @@ impl EntryV1 {
             provider: self.provider,
             elapsed: self.elapsed,
             denoiser_calls: self.denoiser_calls,
+            edit: self.edit.and_then(|e| {
+                let edit = e.edit?;
+                Some(EditRecord {
+                    source: e.source.into_phrase(),
+                    edit,
+                })
+            }),
         }
     }
 }
@@ -421,6 +453,7 @@ impl From<&SavedState> for FileV1 {
             history: state.history.iter().map(|g| EntryV1::from(&**g)).collect(),
             cursor: state.cursor,
             device: state.device,
+            source: state.source.as_deref().map(PhraseV1::from),
         }
     }
 }
@@ -447,11 +480,20 @@ impl FileV1 {
             (Some(c), len) => Some(c.saturating_sub(excess).min(len - 1)),
             (None, len) => Some(len - 1),
         };
+        let source = self
+            .source
+            .map(|p| p.into_phrase())
+            .filter(|p| p.notes.len() <= MAX_SAVED_NOTES && p.bars <= MAX_BARS)
+            .map(|mut p| {
+                p.normalize();
+                Arc::new(p)
+            });
         SavedState {
             version: STATE_VERSION,
             history,
             cursor,
             device: self.device,
+            source,
         }
     }
 }
@@ -501,6 +543,7 @@ mod tests {
             elapsed: Duration::from_millis(12),
             denoiser_calls: 8,
             order: Default::default(),
+            edit: None,
         })
     }
 

@@ -19,10 +19,10 @@ use smdim_inference::{
 const LIVENESS: Duration = Duration::from_secs(60);
 
 fn start_with(loader: Loader) -> (Arc<Shared>, Inbox<Arc<Generated>>, GenerationThread) {
-    let (shared, inbox, requests) = Shared::new();
+    let (shared, side, requests) = Shared::new();
     let params = Arc::new(SmdimParams::new(StateField(shared.clone())));
     let thread = GenerationThread::spawn(shared.clone(), params, requests, loader).unwrap();
-    (shared, inbox, thread)
+    (shared, side.inbox, thread)
 }
 
 fn start() -> (Arc<Shared>, Inbox<Arc<Generated>>, GenerationThread) {
@@ -394,4 +394,158 @@ fn removal_while_idle_or_generating_joins_the_thread() {
         "the thread let go of the shared state"
     );
     assert!(shared.current().is_none(), "stopped, not finished");
+}
+
+/// Feeds the audio side notes like a host would: (quarter, key, velocity; 0 = off).
+struct Played {
+    incoming: Vec<nice_plug::prelude::NoteEvent<()>>,
+}
+
+impl smdim::audio::NoteIo<()> for Played {
+    fn next_incoming(&mut self) -> Option<nice_plug::prelude::NoteEvent<()>> {
+        if self.incoming.is_empty() {
+            None
+        } else {
+            Some(self.incoming.remove(0))
+        }
+    }
+    fn send(&mut self, _event: nice_plug::prelude::NoteEvent<()>) {}
+}
+
+#[test]
+fn played_notes_are_captured_and_edited_note_for_note() {
+    use nice_plug::midi::{Channel, Key, VoiceID};
+    use nice_plug::prelude::NoteEvent;
+    use smdim::audio::{Audio, BlockParams};
+    use smdim_engine::sampler::edit::Edit;
+    use smdim_engine::scheduler::{PlaybackMode, Transport};
+
+    let (shared, side, requests) = Shared::new();
+    let params = Arc::new(SmdimParams::new(StateField(shared.clone())));
+    let thread =
+        GenerationThread::spawn(shared.clone(), params, requests, embedded_loader()).unwrap();
+    let mut audio = Audio::new(side);
+    let block_params = BlockParams {
+        mode: PlaybackMode::Loop,
+        channel: 0,
+        pass_through: true,
+        generate: false,
+    };
+    // Four bars of quarter notes (a C major scale up and down), 120 bpm at 48 kHz, 480-sample
+    // blocks: 24,000 samples a quarter.
+    let pitches = [
+        60u8, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60, 62,
+    ];
+    let mut events: Vec<(u64, u8, f32)> = Vec::new();
+    for (i, &p) in pitches.iter().enumerate() {
+        let on = i as u64 * 24_000;
+        events.push((on, p, 0.8));
+        events.push((on + 12_000, p, 0.0));
+    }
+    let block = 480u64;
+    for b in 0..(16 * 24_000 / block + 50) {
+        let start = b * block;
+        let incoming = events
+            .iter()
+            .filter(|(at, _, _)| (start..start + block).contains(at))
+            .map(|&(at, key, velocity)| {
+                let timing = (at - start) as u32;
+                if velocity > 0.0 {
+                    NoteEvent::NoteOn {
+                        timing,
+                        voice_id: VoiceID::Wildcard,
+                        channel: Channel::Number(0),
+                        key: Key::Number(key),
+                        velocity,
+                    }
+                } else {
+                    NoteEvent::NoteOff {
+                        timing,
+                        voice_id: VoiceID::Wildcard,
+                        channel: Channel::Number(0),
+                        key: Key::Number(key),
+                        velocity: 0.0,
+                    }
+                }
+            })
+            .collect();
+        let t = Transport::playing_at(48_000.0, 120.0, start as f64 / 24_000.0);
+        audio.process(
+            &shared,
+            &t,
+            block as u32,
+            block_params,
+            &mut Played { incoming },
+        );
+    }
+    let (captured, dropped) = shared.captured();
+    assert_eq!((captured.len(), dropped), (16, 0));
+    shared.use_capture(4).unwrap();
+    let source = shared.source().expect("the capture is the source");
+    assert_eq!(source.bars, 4);
+    let played: Vec<(u32, u32, u8, u8)> = pitches
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| (i as u32 * 960, 480, p, 102))
+        .collect();
+    let notes =
+        |phrase: &smdim_engine::Phrase, bars: std::ops::Range<u32>| -> Vec<(u32, u32, u8, u8)> {
+            phrase
+                .notes
+                .iter()
+                .filter(|n| bars.contains(&(n.start / 3840)))
+                .map(|n| (n.start, n.length, n.pitch, n.velocity))
+                .collect()
+        };
+    assert_eq!(notes(&source, 0..4), played);
+
+    // Continue: bars 1-2 kept note for note (the Bars parameter's 4 bars in all).
+    shared.request(Request::Edit(Edit::Continue { keep_bars: 2 }));
+    wait_idle(&shared);
+    assert_eq!(shared.error(), None);
+    let continued = shared.current().expect("an edit");
+    assert_eq!(continued.phrase.bars, 4);
+    assert_eq!(notes(&continued.phrase, 0..2), played[..8]);
+    let record = continued
+        .edit
+        .as_ref()
+        .expect("the edit is recorded with its source");
+    assert_eq!(record.edit, Edit::Continue { keep_bars: 2 });
+    assert_eq!(record.source, *source);
+
+    // Infill bars 2-3: bars 1 and 4 kept.
+    shared.request(Request::Edit(Edit::Infill { from: 2, to: 3 }));
+    wait_idle(&shared);
+    let infilled = shared.current().unwrap();
+    assert_eq!(notes(&infilled.phrase, 0..1), played[..4]);
+    assert_eq!(notes(&infilled.phrase, 3..4), played[12..]);
+
+    // Vary 0 %: the source back.
+    shared.request(Request::Edit(Edit::Vary {
+        strength: 0.0,
+        keep_rhythm: false,
+    }));
+    wait_idle(&shared);
+    assert_eq!(notes(&shared.current().unwrap().phrase, 0..4), played);
+
+    // Saved and reopened: the source and the edits come back identically.
+    let saved = serde_json::to_string(&shared.state()).unwrap();
+    let back = smdim::state::SavedState::from_json(&saved).unwrap();
+    assert_eq!(back, shared.state());
+    assert_eq!(back.source.as_deref(), Some(&*source));
+    assert_eq!(back.history.len(), 3);
+    drop(thread);
+}
+
+#[test]
+fn an_edit_without_a_source_says_what_to_do() {
+    let (shared, _inbox, thread) = start();
+    shared.request(Request::Edit(smdim_engine::sampler::edit::Edit::Continue {
+        keep_bars: 1,
+    }));
+    wait_idle(&shared);
+    let error = shared.error().expect("an error");
+    assert!(error.starts_with("no source to edit"), "{error}");
+    assert!(shared.current().is_none());
+    drop(thread);
 }

@@ -29,7 +29,8 @@ use super::constraints::{base, window_for, Base, PhraseRequest, Plan, PlanError}
 use super::SplitMix64;
 
 /// What to do with the source.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Edit {
     Continue {
         keep_bars: u32,
