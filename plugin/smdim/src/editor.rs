@@ -26,6 +26,7 @@ use crate::model;
 use crate::params::{SmdimParams, StyleParam};
 use crate::shared::{fallback_notes, Phase, Request, Shared, Status};
 use crate::state::{device_label, DEVICES};
+use smdim_engine::sampler::edit::Edit;
 
 pub const GENERATE_LABEL: &str = "Generate";
 
@@ -37,6 +38,11 @@ pub struct SmdimEditor {
     export_message: Option<Result<String, String>>,
     drag_state: Arc<parking_lot::Mutex<Option<DragState>>>,
     preloaded: bool,
+    /// The edit controls (editor-local: choosing them is not automation).
+    keep_bars: u32,
+    infill: (u32, u32),
+    vary_strength: f32,
+    keep_rhythm: bool,
 }
 
 pub fn create(
@@ -61,6 +67,10 @@ pub fn create(
             export_message: None,
             drag_state: Arc::new(parking_lot::Mutex::new(None)),
             preloaded: false,
+            keep_bars: 2,
+            infill: (2, 2),
+            vary_strength: 0.3,
+            keep_rhythm: false,
         },
     )
 }
@@ -71,17 +81,28 @@ impl SmdimEditor {
         let (response, painter) = ui.allocate_painter(Vec2::new(width, height), Sense::hover());
         let rect = response.rect;
         painter.rect_filled(rect, 4.0, Color32::from_rgb(24, 26, 32));
-        let Some(current) = self.shared.current() else {
+        // The phrase that plays; over it the source (green) and what is captured (orange).
+        let current = self.shared.current();
+        let source = self.shared.source();
+        let capture = self
+            .shared
+            .capture_preview(self.params.bars.value().max(1) as u32);
+        let Some(phrase) = current
+            .as_ref()
+            .map(|c| c.phrase.clone())
+            .or_else(|| source.as_deref().cloned())
+            .or_else(|| capture.clone())
+        else {
             painter.text(
                 rect.center(),
                 egui::Align2::CENTER_CENTER,
-                "No phrase yet: press Generate",
+                "No phrase yet: press Generate (or play into SMDIM and Use capture)",
                 egui::FontId::proportional(16.0),
                 Color32::GRAY,
             );
             return;
         };
-        let phrase = &current.phrase;
+        let phrase = &phrase;
         let total = phrase.length_ticks().max(1) as f32;
         // At least two octaves around the notes, so a sparse phrase still reads as a roll.
         let (lo, hi) = match (phrase.lowest_pitch(), phrase.highest_pitch()) {
@@ -165,6 +186,26 @@ impl SmdimEditor {
                 2.0,
                 color,
             );
+        }
+        let h = (rect.height() / rows).max(2.0);
+        for (overlay, color) in [
+            (source.as_deref(), Color32::from_rgb(110, 210, 120)),
+            (capture.as_ref(), Color32::from_rgb(255, 150, 60)),
+        ] {
+            for note in overlay.map(|p| p.notes.as_slice()).unwrap_or_default() {
+                if note.pitch < lo || note.pitch > hi || note.start as f32 >= total {
+                    continue;
+                }
+                let x0 = x_of(note.start as f32);
+                let x1 = x_of((note.end() as f32).min(total)).max(x0 + 2.0);
+                let y0 = y_of(note.pitch);
+                painter.rect_stroke(
+                    Rect::from_min_max(Pos2::new(x0, y0), Pos2::new(x1, y0 + h - 1.0)),
+                    2.0,
+                    Stroke::new(1.5, color),
+                    egui::StrokeKind::Inside,
+                );
+            }
         }
         let playhead = self.shared.transport.playhead.load(Ordering::Relaxed);
         if playhead >= 0.0 {
@@ -402,6 +443,119 @@ impl SmdimEditor {
     }
 }
 
+impl SmdimEditor {
+    /// The source (captured or loaded) and the edits on it: Use capture, Continue, Infill, Vary.
+    fn edit_row(&mut self, ui: &mut egui::Ui, generating: bool) {
+        let bars = self.params.bars.value().max(1) as u32;
+        let source = self.shared.source();
+        let (captured, dropped) = self.shared.captured();
+        ui.horizontal_wrapped(|ui| {
+            match &source {
+                Some(s) => ui.colored_label(
+                    Color32::from_rgb(110, 210, 120),
+                    format!(
+                        "Source: {} notes, {} bars of {}",
+                        s.notes.len(),
+                        s.bars,
+                        s.time_signature
+                    ),
+                ),
+                None => ui.label("Source: none"),
+            }
+            .on_hover_text(
+                "What Continue, Infill and Vary work on. Play into SMDIM's note input while the \
+                 transport runs, then Use capture (the host loop, or the last Bars bars).",
+            );
+            let label = if dropped > 0 {
+                format!(
+                    "Use capture ({} notes; {dropped} did not fit)",
+                    captured.len()
+                )
+            } else {
+                format!("Use capture ({} notes)", captured.len())
+            };
+            if ui
+                .add_enabled(!captured.is_empty(), egui::Button::new(label))
+                .clicked()
+            {
+                if let Err(e) = self.shared.use_capture(bars) {
+                    self.shared.set_error(Some(e));
+                }
+            }
+            if ui
+                .add_enabled(!captured.is_empty(), egui::Button::new("Clear capture"))
+                .clicked()
+            {
+                self.shared.clear_capture();
+            }
+        });
+        ui.horizontal(|ui| {
+            let ready = source.is_some() && !generating;
+            let source_bars = source.as_ref().map_or(1, |s| s.bars.max(1));
+            if ui
+                .add_enabled(ready, egui::Button::new("Continue"))
+                .on_hover_text("Keep the first bars note for note; generate the rest up to Bars")
+                .clicked()
+            {
+                self.shared.request(Request::Edit(Edit::Continue {
+                    keep_bars: self.keep_bars,
+                }));
+            }
+            ui.label("keep");
+            ui.add(
+                egui::DragValue::new(&mut self.keep_bars)
+                    .range(1..=source_bars.min(bars.saturating_sub(1)).max(1))
+                    .suffix(" bars"),
+            );
+            ui.separator();
+            if ui
+                .add_enabled(ready, egui::Button::new("Infill"))
+                .on_hover_text("Regenerate these bars; every other bar stays note for note")
+                .clicked()
+            {
+                self.shared.request(Request::Edit(Edit::Infill {
+                    from: self.infill.0,
+                    to: self.infill.1.max(self.infill.0),
+                }));
+            }
+            ui.add(egui::DragValue::new(&mut self.infill.0).range(1..=source_bars));
+            ui.label("to");
+            ui.add(egui::DragValue::new(&mut self.infill.1).range(self.infill.0..=source_bars));
+            ui.separator();
+            if ui
+                .add_enabled(ready, egui::Button::new("Vary"))
+                .on_hover_text("Make this share of the source's notes new; 0 % gives it back")
+                .clicked()
+            {
+                self.shared.request(Request::Edit(Edit::Vary {
+                    strength: self.vary_strength as f64,
+                    keep_rhythm: self.keep_rhythm,
+                }));
+            }
+            let mut percent = self.vary_strength * 100.0;
+            ui.spacing_mut().slider_width = 60.0;
+            ui.add(
+                egui::Slider::new(&mut percent, 0.0..=100.0)
+                    .suffix(" %")
+                    .fixed_decimals(0),
+            );
+            self.vary_strength = percent / 100.0;
+            ui.checkbox(&mut self.keep_rhythm, "Keep rhythm");
+        });
+        if let Some(report) = self.shared.status().last_quantised {
+            if report.moved + report.resized + report.dropped_pitch > 0 {
+                ui.label(
+                    egui::RichText::new(format!(
+                        "Source on the model's grid: {} notes moved, {} resized, {} out of range",
+                        report.moved, report.resized, report.dropped_pitch
+                    ))
+                    .weak(),
+                );
+            }
+        }
+    }
+}
+
 impl NiceEguiApp for SmdimEditor {
     fn build(
         &mut self,
@@ -511,6 +665,8 @@ impl NiceEguiApp for SmdimEditor {
             ui.separator();
             ui.heading("SMDIM");
         });
+
+        self.edit_row(ui, generating);
 
         if generating {
             let label = match phase {

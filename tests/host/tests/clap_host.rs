@@ -399,6 +399,9 @@ fn pass_through_and_midi_channel() {
     let phrase = test_phrase();
     let mut plugin = loaded(&phrase);
     let mut processor = plugin.activate(48_000.0, 512);
+    // Incoming notes are also captured (for editing) while the transport plays: still no heap
+    // operation inside process.
+    let heap_before = process_heap_ops();
     let t = HostTransport::playing(120.0, 0.0);
     let mut events = EventBuffer::new();
     events.push(&plugin.param_event("MIDI channel", 0, 9.0)); // plain 9 = channel 10
@@ -431,6 +434,25 @@ fn pass_through_and_midi_channel() {
     let t2 = HostTransport::playing(120.0, 512.0 / 24_000.0);
     let notes = processor.process(512, Some(&t2.event(0)), &events);
     assert!(notes.iter().all(|n| n.key != 31), "{notes:?}");
+    // A note-off, then a relocation and a stop: captured notes end and move to the queue.
+    let mut events = EventBuffer::new();
+    events.push(&clack_host::events::event_types::NoteOffEvent::new(
+        5,
+        Pckn::new(0u16, 3u16, 30u16, 0u32),
+        0.0,
+    ));
+    let t3 = HostTransport::playing(120.0, 1024.0 / 24_000.0);
+    processor.process(512, Some(&t3.event(0)), &events);
+    let t4 = HostTransport::playing(120.0, 40.0);
+    processor.process(512, Some(&t4.event(0)), &EventBuffer::new());
+    let mut stopped = HostTransport::playing(120.0, 40.0);
+    stopped.playing = false;
+    processor.process(512, Some(&stopped.event(0)), &EventBuffer::new());
+    assert_eq!(
+        process_heap_ops(),
+        heap_before,
+        "heap operations inside process with capture on"
+    );
     plugin.deactivate(processor);
 }
 
