@@ -273,8 +273,8 @@ impl Worker {
                 None => {
                     let mut status = self.shared.status.lock();
                     status.last_error = Some(
-                        "no source to edit: press Use capture (after playing into SMDIM) or \
-                         drop a .mid on the editor"
+                        "no source to edit: play into SMDIM while the transport runs, then \
+                         press Use capture"
                             .into(),
                     );
                     return;
