@@ -107,3 +107,142 @@ fn rust_sampler_equals_python_reference() {
         }
     }
 }
+
+/// The editing skeletons (`sampler::edit`) equal the Python twin's (`smdim.edit.plan_edit`), and
+/// sampling them (unconstrained: the Python sampler has no grammar automaton) gives the same
+/// tokens in both, so the fixed tokens and the masked ones line up slot for slot.
+#[test]
+fn edit_skeletons_and_their_sampling_equal_the_python_twin() {
+    use smdim_engine::codec::Encoder;
+    use smdim_engine::phrase::{Note, Phrase, TimeSignature, PPQ};
+    use smdim_engine::sampler::edit::{plan_edit, Edit};
+    use smdim_inference::GenerationSettings;
+
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.onnx");
+    let vocab = Vocabulary::remi_v1();
+    let q = PPQ;
+    let mut source = Phrase::empty(TimeSignature::FOUR_FOUR, 3);
+    for (start, length, pitch) in [
+        (0, q, 60),
+        (q, q, 64),
+        (4 * q, q, 62),
+        (4 * q, q, 65),
+        (6 * q, 2 * q, 67),
+        (8 * q, q, 64),
+        (10 * q, 2 * q, 60),
+    ] {
+        source.notes.push(Note {
+            start,
+            length,
+            pitch,
+            velocity: 100,
+        });
+    }
+    source.normalize();
+    // Any: up to four notes an onset, so the engine's first stretch length always fits its
+    // grammar (the twin has no automaton to search others with).
+    let settings = GenerationSettings {
+        bars: 3,
+        tempo: 120.0,
+        style: smdim_inference::Style::Any,
+        density: 0.5,
+        ..Default::default()
+    };
+    let mut encoded = source.clone();
+    encoded.tempo_hint = Some(settings.tempo);
+    let (ids, _) = Encoder::new(vocab).encode(&encoded).unwrap();
+    let cases: Vec<(Edit, &str, u32)> = vec![
+        (Edit::Continue { keep_bars: 2 }, "(\"continue\", 2)", 3),
+        (Edit::Infill { from: 2, to: 2 }, "(\"infill\", 2, 2)", 3),
+        (Edit::Infill { from: 1, to: 3 }, "(\"infill\", 1, 3)", 3),
+        (
+            Edit::Vary {
+                strength: 0.5,
+                keep_rhythm: false,
+            },
+            "(\"vary\", 0.5, False)",
+            3,
+        ),
+        (
+            Edit::Vary {
+                strength: 1.0,
+                keep_rhythm: true,
+            },
+            "(\"vary\", 1.0, True)",
+            3,
+        ),
+    ];
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join("model-export/.venv/bin/python");
+    let mut denoiser = Denoiser::load(
+        &ModelSource::from_onnx_path(&model),
+        &LoadOptions {
+            native_scan: false,
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for (seed, (edit, py_edit, bars)) in cases.iter().enumerate() {
+        let request = GenerationSettings {
+            bars: *bars,
+            ..settings.clone()
+        }
+        .request();
+        let plan = plan_edit(vocab, &request, &source, edit, seed as u64, 4, 64)
+            .unwrap_or_else(|e| panic!("{edit:?}: {e}"));
+        let script = format!(
+            "import json\n\
+             import numpy as np\n\
+             from smdim.diffusion import sample\n\
+             from smdim.edit import plan_edit\n\
+             from smdim.export import ort_session, ort_logits_fn\n\
+             skeleton = plan_edit({ids:?}, {py_edit}, {bars}, {seed}, 4, density=0.5, tokens_per_note=2.9)\n\
+             fn = ort_logits_fn(ort_session({model:?}, threads=1))\n\
+             out = sample(fn, len(skeleton), steps={STEPS}, seed={seed}, fixed=skeleton[None, :])\n\
+             print(json.dumps([skeleton.tolist(), out[0].tolist()]))\n",
+            model = model.display().to_string(),
+        );
+        let out = Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .current_dir(root.join("model-export"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (skeleton, sampled): (Vec<i64>, Vec<u32>) =
+            serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().last().unwrap())
+                .unwrap();
+        let ours: Vec<i64> = plan
+            .plan
+            .tokens
+            .iter()
+            .map(|&t| if t == vocab.mask_id() { -1 } else { t as i64 })
+            .collect();
+        assert_eq!(ours, skeleton, "{edit:?}: skeletons");
+        let sampler = SamplerSettings {
+            steps: STEPS,
+            temperature: 1.0,
+            top_p: 1.0,
+            seed: seed as u64,
+            order: Order::Random,
+            noise: 0.0,
+        };
+        let mut logits = |t: &[u32], out: &mut Vec<f32>| denoiser.logits(t, Style::Any, out);
+        let (got, _) = sample(
+            vocab,
+            &mut logits,
+            &plan.plan.tokens,
+            &sampler,
+            None,
+            &AtomicBool::new(false),
+            |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(got, sampled, "{edit:?}: sampled tokens");
+    }
+}
