@@ -7,6 +7,9 @@ bars 5-8. Per excerpt, with A = bars 1-4 and B = bars 5-8:
 - OA pitch / OA duration: overlap of Gaussians fitted to A's and B's pitches (durations in 16ths),
   as in the OA metric, but between the kept and the new half: does the continuation stay in the
   idea's register and rhythm?
+Continuations run twice: as is, and with `--source-key` (the kept bars' estimated major/minor key
+constraining the new notes).
+
 - PC TV / rhythm TV: total variation distance between B's pitch-class histogram (12 bins) and the
   real continuation's, and between their onset histograms (16 sixteenth positions of a 4/4 bar):
   how close to what the composer wrote next?
@@ -81,7 +84,13 @@ def pitch_range(notes: list) -> str:
 def run(cli: Path, n: int, style: str, seed: int, out: Path) -> None:
     v = load_vocab()
     excerpts = real_excerpts("test", style, n, bars=8, meter="4/4", seed=seed)
-    rows: dict[str, list[dict]] = {"continue": [], "real": [], "unrelated": [], "uncond": []}
+    rows: dict[str, list[dict]] = {
+        "continue": [],
+        "continue_key": [],
+        "real": [],
+        "unrelated": [],
+        "uncond": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for k, ids in enumerate(excerpts):
@@ -95,10 +104,11 @@ def run(cli: Path, n: int, style: str, seed: int, out: Path) -> None:
                 "--seed", str(seed + k), "--style", style, "--tempo", "120",
                 "--pitch-range", pitch_range(a), "--tokens-out", str(jsonl),
             ]  # fmt: skip
-            subprocess.run(cmd, check=True, capture_output=True)
-            tokens = json.loads(jsonl.read_text().splitlines()[0])["tokens"]
-            ca, cb = halves(tokens)
-            rows["continue"].append(figures(ca, cb, real_b))
+            for key, extra in (("continue", []), ("continue_key", ["--source-key"])):
+                subprocess.run(cmd + extra, check=True, capture_output=True)
+                tokens = json.loads(jsonl.read_text().splitlines()[0])["tokens"]
+                ca, cb = halves(tokens)
+                rows[key].append(figures(ca, cb, real_b))
             rows["real"].append(figures(a, real_b, real_b))
             other = excerpts[(k + 1) % len(excerpts)]
             _, other_b = halves(other)
@@ -116,6 +126,7 @@ def run(cli: Path, n: int, style: str, seed: int, out: Path) -> None:
             rows["uncond"].append(figures(ua, ub, real_b))
     labels = {
         "continue": "SMDIM continues bars 1-4 (`smdim continue --keep-bars 4 --bars 8`)",
+        "continue_key": "the same with `--source-key` (new notes in the kept bars' key)",
         "real": "the real tune (its own bars 5-8)",
         "unrelated": "bars 5-8 of another test tune (chance level)",
         "uncond": "unconditional SMDIM 8-bar phrases",

@@ -312,6 +312,10 @@ struct CommonArgs {
     /// Key and scale, e.g. D-minor, F#-dorian, Bb-major-pentatonic (default: none).
     #[arg(long, value_parser = parse_key)]
     key: Option<KeyArg>,
+    /// Edits: keep the new notes in the source's key (its major or minor key, estimated from the
+    /// kept notes' pitch classes and printed).
+    #[arg(long, conflicts_with = "key")]
+    source_key: bool,
     /// Average notes per quarter note over the phrase, 0.1-8 (default: typical of the style,
     /// e.g. 1.85 for a melody, 4.5 for a chorale).
     #[arg(long, value_parser = number_in(NOTES_PER_QUARTER, "notes per quarter note"))]
@@ -352,6 +356,9 @@ enum Job {
 }
 
 fn generate(args: GenerateArgs) -> Result<()> {
+    if args.common.source_key {
+        bail!("--source-key needs a source: use it with continue, infill or vary");
+    }
     let tempo = args.common.tempo.unwrap_or(120.0);
     run(&args.common, args.bars, args.meter, tempo, Job::Generate)
 }
@@ -416,6 +423,17 @@ fn run(args: &CommonArgs, bars: u32, meter: TimeSignature, tempo: f32, job: Job)
     if let Some(dir) = &args.tensorrt_cache {
         options.tensorrt_cache = Some(dir.clone());
     }
+    let key = match &job {
+        Job::Edit { source, edit } if args.source_key => {
+            let kept = edit.kept_notes(source);
+            let key = smdim_engine::Key::estimate(&kept).context(
+                "--source-key: the kept notes name no key (no notes, or every pitch class alike)",
+            )?;
+            println!("source key: {key}");
+            Some(key)
+        }
+        _ => args.key.and_then(|k| k.0),
+    };
     let settings = GenerationSettings {
         bars,
         time_signature: meter,
@@ -429,7 +447,7 @@ fn run(args: &CommonArgs, bars: u32, meter: TimeSignature, tempo: f32, job: Job)
         noise: args.noise,
         lowest_pitch: low,
         highest_pitch: high,
-        key: args.key.and_then(|k| k.0),
+        key,
         max_notes_per_onset: args.max_notes_per_onset,
         style: args.style,
         ..Default::default()

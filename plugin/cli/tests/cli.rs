@@ -725,6 +725,25 @@ fn edits_that_do_not_fit_the_source_are_clear_errors() {
             "nothing written on an error"
         );
     }
+    let generate_key = smdim()
+        .args(["generate", "--source-key", "-o", &out])
+        .output()
+        .unwrap();
+    assert!(!generate_key.status.success());
+    assert!(String::from_utf8_lossy(&generate_key.stderr).contains("--source-key needs a source"));
+    let keyed = run_ok(&[
+        "continue",
+        &src,
+        "--keep-bars",
+        "2",
+        "--bars",
+        "4",
+        "--source-key",
+        "-o",
+        &out,
+    ]);
+    assert!(keyed.contains("source key: "), "{keyed}");
+    std::fs::remove_file(&out).unwrap();
     let missing = smdim()
         .args(["vary", "/nonexistent/in.mid", "-o", &out])
         .output()

@@ -138,6 +138,55 @@ impl fmt::Display for Key {
     }
 }
 
+/// Krumhansl-Kessler key profiles (probe-tone ratings, C major and C minor).
+const MAJOR_PROFILE: [f64; 12] = [
+    6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88,
+];
+const MINOR_PROFILE: [f64; 12] = [
+    6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17,
+];
+
+impl Key {
+    /// The major or minor key whose profile correlates best with the notes' pitch classes
+    /// weighted by duration (Krumhansl-Schmuckler); `None` without notes or when every pitch
+    /// class weighs the same.
+    pub fn estimate(notes: &[crate::phrase::Note]) -> Option<Key> {
+        let mut weights = [0f64; 12];
+        for note in notes {
+            weights[note.pitch as usize % 12] += note.length.max(1) as f64;
+        }
+        let mean = weights.iter().sum::<f64>() / 12.0;
+        if mean == 0.0 || weights.iter().all(|w| (w - mean).abs() < 1e-12) {
+            return None;
+        }
+        let correlation = |profile: &[f64; 12], tonic: usize| {
+            let pm = profile.iter().sum::<f64>() / 12.0;
+            let (mut num, mut a, mut b) = (0.0, 0.0, 0.0);
+            for pc in 0..12 {
+                let x = weights[(pc + tonic) % 12] - mean;
+                let y = profile[pc] - pm;
+                num += x * y;
+                a += x * x;
+                b += y * y;
+            }
+            num / (a * b).sqrt()
+        };
+        let mut best: Option<(f64, Key)> = None;
+        for tonic in 0..12u8 {
+            for (profile, scale) in [
+                (&MAJOR_PROFILE, Scale::Major),
+                (&MINOR_PROFILE, Scale::Minor),
+            ] {
+                let r = correlation(profile, tonic as usize);
+                if best.is_none_or(|(b, _)| r > b) {
+                    best = Some((r, Key::new(tonic, scale)));
+                }
+            }
+        }
+        best.map(|(_, key)| key)
+    }
+}
+
 /// A string that is no key [`Key::parse`] knows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown key {0:?} (try {examples})", examples = Key::EXAMPLES)]
@@ -272,6 +321,33 @@ mod tests {
             .map(note_name)
             .collect();
         assert_eq!(held, ["A", "C", "D", "E", "G"]);
+    }
+
+    #[test]
+    fn keys_are_estimated_from_the_notes() {
+        use crate::phrase::Note;
+        let notes = |pitches: &[u8]| -> Vec<Note> {
+            pitches
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| Note {
+                    start: i as u32 * 480,
+                    length: if i % 4 == 0 { 960 } else { 480 },
+                    pitch: p,
+                    velocity: 100,
+                })
+                .collect()
+        };
+        // A D major scale and arpeggio, an A minor tune, nothing.
+        assert_eq!(
+            Key::estimate(&notes(&[62, 64, 66, 67, 69, 71, 73, 74, 62, 66, 69, 74])),
+            Key::parse("D-major")
+        );
+        assert_eq!(
+            Key::estimate(&notes(&[69, 72, 76, 74, 72, 71, 69, 64, 69, 72, 71, 69])),
+            Key::parse("A-minor")
+        );
+        assert_eq!(Key::estimate(&[]), None);
     }
 
     #[test]

@@ -214,9 +214,14 @@ fn edit_skeletons_and_their_sampling_equal_the_python_twin() {
             "python failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let (skeleton, sampled): (Vec<i64>, Vec<u32>) =
-            serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().last().unwrap())
-                .unwrap();
+        let (skeleton, sampled): (Vec<i64>, Vec<u32>) = serde_json::from_str(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .last()
+                .unwrap(),
+        )
+        .unwrap();
         let ours: Vec<i64> = plan
             .plan
             .tokens

@@ -43,6 +43,7 @@ pub struct SmdimEditor {
     infill: (u32, u32),
     vary_strength: f32,
     keep_rhythm: bool,
+    source_key: bool,
 }
 
 pub fn create(
@@ -71,6 +72,7 @@ pub fn create(
             infill: (2, 2),
             vary_strength: 0.3,
             keep_rhythm: false,
+            source_key: true,
         },
     )
 }
@@ -497,9 +499,12 @@ impl SmdimEditor {
                 .on_hover_text("Keep the first bars note for note; generate the rest up to Bars")
                 .clicked()
             {
-                self.shared.request(Request::Edit(Edit::Continue {
-                    keep_bars: self.keep_bars,
-                }));
+                self.shared.request(Request::Edit {
+                    edit: Edit::Continue {
+                        keep_bars: self.keep_bars,
+                    },
+                    source_key: self.source_key,
+                });
             }
             ui.label("keep");
             ui.add(
@@ -513,10 +518,13 @@ impl SmdimEditor {
                 .on_hover_text("Regenerate these bars; every other bar stays note for note")
                 .clicked()
             {
-                self.shared.request(Request::Edit(Edit::Infill {
-                    from: self.infill.0,
-                    to: self.infill.1.max(self.infill.0),
-                }));
+                self.shared.request(Request::Edit {
+                    edit: Edit::Infill {
+                        from: self.infill.0,
+                        to: self.infill.1.max(self.infill.0),
+                    },
+                    source_key: self.source_key,
+                });
             }
             ui.add(egui::DragValue::new(&mut self.infill.0).range(1..=source_bars));
             ui.label("to");
@@ -527,10 +535,13 @@ impl SmdimEditor {
                 .on_hover_text("Make this share of the source's notes new; 0 % gives it back")
                 .clicked()
             {
-                self.shared.request(Request::Edit(Edit::Vary {
-                    strength: self.vary_strength as f64,
-                    keep_rhythm: self.keep_rhythm,
-                }));
+                self.shared.request(Request::Edit {
+                    edit: Edit::Vary {
+                        strength: self.vary_strength as f64,
+                        keep_rhythm: self.keep_rhythm,
+                    },
+                    source_key: self.source_key,
+                });
             }
             let mut percent = self.vary_strength * 100.0;
             ui.spacing_mut().slider_width = 60.0;
@@ -541,6 +552,13 @@ impl SmdimEditor {
             );
             self.vary_strength = percent / 100.0;
             ui.checkbox(&mut self.keep_rhythm, "Keep rhythm");
+            ui.separator();
+            ui.checkbox(&mut self.source_key, "In the source's key")
+                .on_hover_text(
+                    "With Key set to None, new notes keep the source's major or minor key \
+                 (estimated from the kept notes). Continuations of real tunes come out far closer \
+                 to the composer's with it (docs/model/CONTINUATION.md).",
+                );
         });
         if let Some(report) = self.shared.status().last_quantised {
             if report.moved + report.resized + report.dropped_pitch > 0 {

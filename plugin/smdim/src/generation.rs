@@ -9,9 +9,14 @@
 //! generation, or Preload when the editor opens), generates with Cancel read from an atomic the
 //! editor sets, adopts the phrase into the history and publishes it to the audio thread itself.
 //!
-//! Removing the plugin never waits for a model load (seconds on CUDA, minutes for a TensorRT
-//! engine): [`GenerationThread`]'s drop joins the thread only when it is not loading; a loading
-//! thread is left to finish on its own, sees the shutdown and exits, freeing the model there.
+//! Removing the plugin never waits for a GPU model load (seconds on CUDA, minutes for a TensorRT
+//! engine): [`GenerationThread`]'s drop joins the thread unless it is loading for a GPU provider;
+//! such a thread is left to finish on its own, sees the shutdown and exits, freeing the model
+//! there. The library is pinned and process exit waits for it, because ONNX Runtime torn down
+//! under a running load crashes the process (clap-validator's fuzzer showed it for CPU loads,
+//! which is why a CPU load, a fraction of a second, is waited for instead). Residual risk: a
+//! host that quits during such a load may still meet ONNX Runtime's exit-time destructors
+//! registered by the load itself, which run before the wait.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,7 +73,17 @@ struct Control {
     shutdown: AtomicBool,
     /// Set (SeqCst) before a load begins, after checking `shutdown`.
     loading: AtomicBool,
+    /// The load is for a GPU provider (seconds for CUDA, minutes for a TensorRT engine build);
+    /// a CPU load takes a fraction of a second and is waited for.
+    gpu_load: AtomicBool,
+    /// ATTACHED, then DETACHED (the handle was dropped without joining: the thread reports its
+    /// end) or ENDED (the thread finished first), whichever comes first.
+    fate: std::sync::atomic::AtomicU8,
 }
+
+const ATTACHED: u8 = 0;
+const DETACHED_STATE: u8 = 1;
+const ENDED: u8 = 2;
 
 /// Owns the generation thread; dropping it stops the thread without waiting for a model load.
 pub struct GenerationThread {
@@ -113,15 +128,135 @@ impl Drop for GenerationThread {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        if self.control.loading.load(Ordering::SeqCst) {
-            // Detached: the load finishes, the thread sees `shutdown` and exits.
-            nice_log!("SMDIM: removed while the model loads; the load finishes in the background");
-            drop(thread);
+        let long_load = self.control.loading.load(Ordering::SeqCst)
+            && self.control.gpu_load.load(Ordering::SeqCst);
+        if long_load && detach_safely() {
+            // Detached: the load finishes, the thread sees `shutdown` and exits. The library
+            // stays mapped (pinned), and a process exit waits for the thread (see
+            // `detach_safely`), so neither unloading nor quitting pulls ONNX Runtime or this
+            // code from under it.
+            DETACHED.0.lock().add(1);
+            let fate = &self.control.fate;
+            if fate
+                .compare_exchange(ATTACHED, DETACHED_STATE, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                nice_log!(
+                    "SMDIM: removed while the model loads; the load finishes in the background"
+                );
+                drop(thread);
+            } else {
+                // It ended meanwhile.
+                detached_thread_ended();
+                let _ = thread.join();
+            }
         } else {
             // Idle or generating: it stops within one diffusion step.
             let _ = thread.join();
         }
     }
+}
+
+/// Threads left running after removal (loading a model), and a condition signalled as each
+/// one ends.
+static DETACHED: (parking_lot::Mutex<Counter>, parking_lot::Condvar) = (
+    parking_lot::Mutex::new(Counter(0)),
+    parking_lot::Condvar::new(),
+);
+
+struct Counter(usize);
+
+impl Counter {
+    fn add(&mut self, n: isize) {
+        self.0 = self.0.saturating_add_signed(n);
+    }
+}
+
+/// Called by a detached thread as it ends.
+fn detached_thread_ended() {
+    let mut count = DETACHED.0.lock();
+    count.add(-1);
+    DETACHED.1.notify_all();
+}
+
+/// Runs at process exit, before the C++ destructors of libraries loaded earlier (ONNX Runtime):
+/// waits for detached threads so none is inside ONNX Runtime while it is torn down. The host is
+/// quitting; a bounded wait (a model load) is the right trade there.
+extern "C" fn wait_for_detached_threads() {
+    let mut count = DETACHED.0.lock();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while count.0 > 0 {
+        if DETACHED.1.wait_until(&mut count, deadline).timed_out() {
+            break;
+        }
+    }
+}
+
+/// Whether a loading thread may be left to finish: the library is pinned and the process exit
+/// hook is in place (registered once, after ONNX Runtime was loaded, so it runs before ONNX
+/// Runtime's own exit-time destructors).
+fn detach_safely() -> bool {
+    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READY.get_or_init(|| {
+        // SAFETY: registers a plain `extern "C"` function; the library is pinned first, so the
+        // function stays mapped until exit.
+        pin_library() && unsafe { libc::atexit(wait_for_detached_threads) } == 0
+    })
+}
+
+/// Keeps this plugin's library loaded for the rest of the process (glibc's `RTLD_NODELETE` on
+/// the already loaded file), so a thread left running after removal never executes unmapped
+/// code when the host unloads the plugin. Returns whether it is pinned; where it cannot be
+/// (other systems, or the file not found), the caller joins instead.
+fn pin_library() -> bool {
+    static PINNED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PINNED.get_or_init(pin_now)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn pin_now() -> bool {
+    // glibc's values (dlfcn.h).
+    const RTLD_NOW: std::ffi::c_int = 0x2;
+    const RTLD_NOLOAD: std::ffi::c_int = 0x4;
+    const RTLD_NODELETE: std::ffi::c_int = 0x1000;
+    let here = pin_now as *const () as usize;
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    // Lines: `start-end perms offset dev inode path`.
+    let path = maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        let (start, end) = (
+            usize::from_str_radix(start, 16).ok()?,
+            usize::from_str_radix(end, 16).ok()?,
+        );
+        let path = fields.nth(4)?;
+        ((start..end).contains(&here) && path.starts_with('/')).then(|| path.to_string())
+    });
+    let Some(path) = path else {
+        return false;
+    };
+    // Linked into the program itself (tests, a standalone build): never unloaded.
+    if std::env::current_exe().is_ok_and(|exe| exe == std::path::Path::new(&path)) {
+        return true;
+    }
+    // SAFETY: the file is this library, already loaded: RTLD_NOLOAD only adds a reference (and
+    // NODELETE), running no initialisers.
+    match unsafe {
+        libloading::os::unix::Library::open(Some(&path), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE)
+    } {
+        Ok(library) => {
+            std::mem::forget(library);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn pin_now() -> bool {
+    false
 }
 
 /// The queue drained into what the thread does next.
@@ -162,6 +297,9 @@ impl Worker {
         }
         // Freed here, on this thread (after a detached load too).
         drop(self.denoiser.take());
+        if self.control.fate.swap(ENDED, Ordering::SeqCst) == DETACHED_STATE {
+            detached_thread_ended();
+        }
     }
 
     fn has_work(&self) -> bool {
@@ -213,6 +351,9 @@ impl Worker {
             status.phase = Phase::Loading;
             status.loads += 1;
         }
+        self.control
+            .gpu_load
+            .store(device != ProviderChoice::Cpu, Ordering::SeqCst);
         self.control.loading.store(true, Ordering::SeqCst);
         if self.control.shutdown.load(Ordering::SeqCst) {
             self.control.loading.store(false, Ordering::SeqCst);
@@ -263,10 +404,13 @@ impl Worker {
         }
         let mut settings = self.settings_for(&request);
         let edit = match &request {
-            Request::Edit(edit) => match self.shared.source() {
+            Request::Edit { edit, source_key } => match self.shared.source() {
                 Some(source) => {
                     if !matches!(edit, Edit::Continue { .. }) {
                         settings.bars = source.bars;
+                    }
+                    if *source_key && settings.key.is_none() {
+                        settings.key = smdim_engine::Key::estimate(&edit.kept_notes(&source));
                     }
                     Some((source, *edit))
                 }

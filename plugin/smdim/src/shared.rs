@@ -53,8 +53,9 @@ pub enum Request {
     Cancel,
     /// Load ONNX Runtime and the model now (the editor opened).
     Preload,
-    /// Edit the source phrase ([`Shared::source`]) with the parameters' settings.
-    Edit(Edit),
+    /// Edit the source phrase ([`Shared::source`]) with the parameters' settings; with
+    /// `source_key` and no Key parameter set, the new notes keep the source's estimated key.
+    Edit { edit: Edit, source_key: bool },
 }
 
 /// What the audio thread owns of an instance: the phrase inbox and the capture recorder.

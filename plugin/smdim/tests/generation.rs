@@ -329,7 +329,7 @@ fn cancel_stops_the_running_generation_and_not_the_next() {
 }
 
 #[test]
-fn removal_never_waits_for_a_model_load() {
+fn removal_never_waits_for_a_gpu_model_load() {
     // A load that blocks until the test lets it go (a TensorRT engine build takes minutes).
     let (release, released) = crossbeam_channel::bounded::<()>(1);
     let (entered, loading) = crossbeam_channel::bounded::<()>(1);
@@ -341,6 +341,8 @@ fn removal_never_waits_for_a_model_load() {
         Err(InferenceError::Session("released by the test".into()))
     });
     let (shared, _inbox, thread) = start_with(loader);
+    // A GPU load (a CPU load, a fraction of a second, is waited for).
+    shared.set_device(ProviderChoice::Cuda);
     shared.request(Request::Preload);
     loading.recv_timeout(LIVENESS).expect("the load started");
     assert_eq!(shared.phase(), Phase::Loading);
@@ -500,7 +502,10 @@ fn played_notes_are_captured_and_edited_note_for_note() {
     assert_eq!(notes(&source, 0..4), played);
 
     // Continue: bars 1-2 kept note for note (the Bars parameter's 4 bars in all).
-    shared.request(Request::Edit(Edit::Continue { keep_bars: 2 }));
+    shared.request(Request::Edit {
+        edit: Edit::Continue { keep_bars: 2 },
+        source_key: true,
+    });
     wait_idle(&shared);
     assert_eq!(shared.error(), None);
     let continued = shared.current().expect("an edit");
@@ -512,19 +517,34 @@ fn played_notes_are_captured_and_edited_note_for_note() {
         .expect("the edit is recorded with its source");
     assert_eq!(record.edit, Edit::Continue { keep_bars: 2 });
     assert_eq!(record.source, *source);
+    assert_eq!(
+        continued.settings.key,
+        smdim_engine::Key::parse("C-major"),
+        "the new notes keep the kept bars' key"
+    );
 
     // Infill bars 2-3: bars 1 and 4 kept.
-    shared.request(Request::Edit(Edit::Infill { from: 2, to: 3 }));
+    shared.request(Request::Edit {
+        edit: Edit::Infill { from: 2, to: 3 },
+        source_key: false,
+    });
     wait_idle(&shared);
     let infilled = shared.current().unwrap();
+    assert_eq!(
+        infilled.settings.key, None,
+        "asked without the source's key"
+    );
     assert_eq!(notes(&infilled.phrase, 0..1), played[..4]);
     assert_eq!(notes(&infilled.phrase, 3..4), played[12..]);
 
     // Vary 0 %: the source back.
-    shared.request(Request::Edit(Edit::Vary {
-        strength: 0.0,
-        keep_rhythm: false,
-    }));
+    shared.request(Request::Edit {
+        edit: Edit::Vary {
+            strength: 0.0,
+            keep_rhythm: false,
+        },
+        source_key: true,
+    });
     wait_idle(&shared);
     assert_eq!(notes(&shared.current().unwrap().phrase, 0..4), played);
 
@@ -540,9 +560,10 @@ fn played_notes_are_captured_and_edited_note_for_note() {
 #[test]
 fn an_edit_without_a_source_says_what_to_do() {
     let (shared, _inbox, thread) = start();
-    shared.request(Request::Edit(smdim_engine::sampler::edit::Edit::Continue {
-        keep_bars: 1,
-    }));
+    shared.request(Request::Edit {
+        edit: smdim_engine::sampler::edit::Edit::Continue { keep_bars: 1 },
+        source_key: true,
+    });
     wait_idle(&shared);
     let error = shared.error().expect("an error");
     assert!(error.starts_with("no source to edit"), "{error}");

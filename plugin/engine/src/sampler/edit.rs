@@ -47,6 +47,26 @@ pub enum Edit {
     },
 }
 
+impl Edit {
+    /// The source's notes this edit keeps as they are (all of them for Vary).
+    pub fn kept_notes(&self, source: &Phrase) -> Vec<crate::phrase::Note> {
+        let bar = source.time_signature.bar_ticks().max(1);
+        source
+            .notes
+            .iter()
+            .filter(|n| {
+                let b = n.start / bar;
+                match *self {
+                    Edit::Continue { keep_bars } => b < keep_bars,
+                    Edit::Infill { from, to } => !(from.saturating_sub(1)..to).contains(&b),
+                    Edit::Vary { .. } => true,
+                }
+            })
+            .copied()
+            .collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
     #[error(transparent)]
