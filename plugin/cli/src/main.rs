@@ -559,6 +559,13 @@ fn read_input(path: &Path) -> Result<String> {
 }
 
 fn main() -> Result<()> {
+    // Output piped into `head` and closed early ends the program quietly, as command-line tools
+    // do, instead of a panic on the next print (Rust ignores SIGPIPE by default).
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let vocab = Vocabulary::remi_v1();
     match Cli::parse().command {
         Command::TokensToMidi { input, out, tempo } => {

@@ -752,3 +752,36 @@ fn edits_that_do_not_fit_the_source_are_clear_errors() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/in.mid"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Output piped into a reader that closes early (`| head -1`) ends the program quietly.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = std::env::temp_dir().join(format!("smdim-cli-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("x.mid");
+    let mut child = smdim()
+        .args(["generate", "--bars", "2", "--count", "3", "-o"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then close the pipe before the rest is written.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    stdout.read_exact(&mut byte).unwrap();
+    drop(stdout);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    child.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
