@@ -7,12 +7,12 @@ bars 5-8. Per excerpt, with A = bars 1-4 and B = bars 5-8:
 - OA pitch / OA duration: overlap of Gaussians fitted to A's and B's pitches (durations in 16ths),
   as in the OA metric, but between the kept and the new half: does the continuation stay in the
   idea's register and rhythm?
-Continuations run twice: as is, and with `--source-key` (the kept bars' estimated major/minor key
-constraining the new notes).
-
 - PC TV / rhythm TV: total variation distance between B's pitch-class histogram (12 bins) and the
   real continuation's, and between their onset histograms (16 sixteenth positions of a 4/4 bar):
   how close to what the composer wrote next?
+
+Continuations run twice: as is, and with `--source-key` (the kept bars' estimated major/minor key
+constraining the new notes).
 
 Rows: SMDIM's continuations; the real tunes themselves (TV 0 by definition); the same tunes with
 bars 5-8 of another tune (an unrelated real continuation: the chance level); unconditional SMDIM
@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 from smdim.evaluate import parse_notes, real_excerpts, write_midi
-from smdim.tokenizer import load_vocab
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +81,6 @@ def pitch_range(notes: list) -> str:
 
 
 def run(cli: Path, n: int, style: str, seed: int, out: Path) -> None:
-    v = load_vocab()
     excerpts = real_excerpts("test", style, n, bars=8, meter="4/4", seed=seed)
     rows: dict[str, list[dict]] = {
         "continue": [],
@@ -154,7 +152,6 @@ def run(cli: Path, n: int, style: str, seed: int, out: Path) -> None:
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(doc)
-    _ = v
 
 
 def main(argv=None) -> None:

@@ -119,6 +119,8 @@ fn generates_keeps_history_and_errors_leave_the_phrase_playing() {
     // Cancel during a generation: no new phrase, and the generation thread keeps working.
     shared.request(Request::Settings(GenerationSettings {
         steps: Some(1000),
+        // Confidence order runs the model at every step: a generation that lasts.
+        order: Some(smdim_engine::sampler::Order::Confidence),
         ..small(4)
     }));
     std::thread::sleep(Duration::from_millis(20));
@@ -281,12 +283,19 @@ fn compute_device_setting_reloads_and_reports_the_provider() {
 fn a_running_generation_finishes_before_the_reload() {
     let (shared, _inbox, thread) = start();
     shared.request(Request::Settings(GenerationSettings {
-        steps: Some(400),
+        steps: Some(1000),
+        // Confidence order runs the model at every step: a generation that lasts.
+        order: Some(smdim_engine::sampler::Order::Confidence),
         ..small(9)
     }));
     let deadline = Instant::now() + LIVENESS;
     while shared.phase() != Phase::Generating || shared.progress() == 0.0 {
-        assert!(Instant::now() < deadline, "generation never started");
+        assert!(
+            Instant::now() < deadline && shared.current().is_none(),
+            "generation not seen running: {:?} {:?}",
+            shared.phase(),
+            shared.error()
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     shared.set_device(ProviderChoice::Cuda);
@@ -307,6 +316,8 @@ fn cancel_stops_the_running_generation_and_not_the_next() {
     let (shared, inbox, thread) = start();
     shared.request(Request::Settings(GenerationSettings {
         steps: Some(100_000),
+        // Confidence order runs the model at every step: a generation that lasts.
+        order: Some(smdim_engine::sampler::Order::Confidence),
         ..small(41)
     }));
     let deadline = Instant::now() + LIVENESS;
@@ -380,6 +391,8 @@ fn removal_while_idle_or_generating_joins_the_thread() {
     let (shared, _inbox, thread) = start();
     shared.request(Request::Settings(GenerationSettings {
         steps: Some(100_000),
+        // Confidence order runs the model at every step: a generation that lasts.
+        order: Some(smdim_engine::sampler::Order::Confidence),
         ..small(43)
     }));
     let deadline = Instant::now() + LIVENESS;
