@@ -97,14 +97,8 @@ fn one_four_and_eight_instances() {
         ));
     }
     // All eight at once, each with its model already loaded.
-    // (generate_all fails unless every instance's saved state holds a new phrase.)
+    // generate_all fails unless every instance's saved state holds a new phrase.
     let all = generate_all(&mut instances, 0);
-    assert!(
-        instances
-            .iter()
-            .all(|i| i.processor.notes.iter().any(|n| n.on)),
-        "every instance plays its phrase"
-    );
     eprintln!("\nSMDIM instances in one process (this machine):");
     eprintln!("| instances | resident memory | threads | generation |");
     eprintln!("|---:|---:|---:|---|");
