@@ -43,6 +43,17 @@ fn small(seed: u64) -> GenerationSettings {
     }
 }
 
+/// A generation that lasts (hundreds of denoiser calls): 8 dense bars, many steps, so Cancel,
+/// a reload or a removal lands while it runs.
+fn long(seed: u64) -> GenerationSettings {
+    GenerationSettings {
+        bars: 8,
+        density: 3.0,
+        steps: Some(1000),
+        ..small(seed)
+    }
+}
+
 /// The embedded model's card, read from the source tree.
 fn embedded_card() -> ModelCard {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -117,12 +128,7 @@ fn generates_keeps_history_and_errors_leave_the_phrase_playing() {
     assert!(inbox.take().is_none(), "nothing new for the audio side");
 
     // Cancel during a generation: no new phrase, and the generation thread keeps working.
-    shared.request(Request::Settings(GenerationSettings {
-        steps: Some(1000),
-        // Confidence order runs the model at every step: a generation that lasts.
-        order: Some(smdim_engine::sampler::Order::Confidence),
-        ..small(4)
-    }));
+    shared.request(Request::Settings(long(4)));
     std::thread::sleep(Duration::from_millis(20));
     shared.request(Request::Cancel);
     wait_idle(&shared);
@@ -282,12 +288,7 @@ fn compute_device_setting_reloads_and_reports_the_provider() {
 #[test]
 fn a_running_generation_finishes_before_the_reload() {
     let (shared, _inbox, thread) = start();
-    shared.request(Request::Settings(GenerationSettings {
-        steps: Some(1000),
-        // Confidence order runs the model at every step: a generation that lasts.
-        order: Some(smdim_engine::sampler::Order::Confidence),
-        ..small(9)
-    }));
+    shared.request(Request::Settings(long(9)));
     let deadline = Instant::now() + LIVENESS;
     while shared.phase() != Phase::Generating || shared.progress() == 0.0 {
         assert!(
@@ -314,12 +315,7 @@ fn a_running_generation_finishes_before_the_reload() {
 #[test]
 fn cancel_stops_the_running_generation_and_not_the_next() {
     let (shared, inbox, thread) = start();
-    shared.request(Request::Settings(GenerationSettings {
-        steps: Some(100_000),
-        // Confidence order runs the model at every step: a generation that lasts.
-        order: Some(smdim_engine::sampler::Order::Confidence),
-        ..small(41)
-    }));
+    shared.request(Request::Settings(long(41)));
     let deadline = Instant::now() + LIVENESS;
     while shared.progress() == 0.0 {
         assert!(Instant::now() < deadline, "generation never started");
@@ -389,12 +385,7 @@ fn removal_never_waits_for_a_gpu_model_load() {
 #[test]
 fn removal_while_idle_or_generating_joins_the_thread() {
     let (shared, _inbox, thread) = start();
-    shared.request(Request::Settings(GenerationSettings {
-        steps: Some(100_000),
-        // Confidence order runs the model at every step: a generation that lasts.
-        order: Some(smdim_engine::sampler::Order::Confidence),
-        ..small(43)
-    }));
+    shared.request(Request::Settings(long(43)));
     let deadline = Instant::now() + LIVENESS;
     while shared.progress() == 0.0 {
         assert!(Instant::now() < deadline, "generation never started");
