@@ -116,12 +116,7 @@ impl Recorder {
         }
         let ts = transport.time_signature();
         let bar = ts.bar_quarters();
-        let origin = match (transport.bar_start_beats, transport.bar_number) {
-            (Some(start), Some(n)) if start.is_finite() && n.unsigned_abs() < 1 << 40 => {
-                start - n as f64 * bar
-            }
-            _ => 0.0,
-        };
+        let origin = transport.bar_origin(bar);
         let qps = transport.tempo / (60.0 * transport.sample_rate);
         let pos = transport.pos_beats;
         if let Some(expected) = self.expected {

@@ -80,6 +80,22 @@ impl Transport {
             .unwrap_or_default()
     }
 
+    /// Song position of bar 0 for bars of `bar` quarter notes, from the host's bar start and
+    /// bar number; 0 when the host reports none or nonsense.
+    pub fn bar_origin(&self, bar: f64) -> f64 {
+        match (self.bar_start_beats, self.bar_number) {
+            (Some(start), Some(number)) if start.is_finite() && number.unsigned_abs() < 1 << 40 => {
+                let origin = start - number as f64 * bar;
+                if origin.is_finite() && origin.abs() < 1e8 {
+                    origin
+                } else {
+                    0.0
+                }
+            }
+            _ => 0.0,
+        }
+    }
+
     /// Whether the block's rate, tempo and position are usable at all.
     pub fn is_sane(&self) -> bool {
         self.sample_rate.is_finite()
@@ -385,17 +401,7 @@ impl<P: Borrow<Phrase>> Scheduler<P> {
 
         let ts = transport.time_signature();
         let bar = ts.bar_quarters();
-        let origin = match (transport.bar_start_beats, transport.bar_number) {
-            (Some(start), Some(number)) if start.is_finite() && number.unsigned_abs() < 1 << 40 => {
-                let origin = start - number as f64 * bar;
-                if origin.is_finite() && origin.abs() < 1e8 {
-                    origin
-                } else {
-                    0.0
-                }
-            }
-            _ => 0.0,
-        };
+        let origin = transport.bar_origin(bar);
         let grid = Grid {
             spq: transport.sample_rate * 60.0 / transport.tempo,
             origin,

@@ -14,28 +14,14 @@ const LENGTH: usize = 64;
 const STEPS: u32 = 12;
 const SEEDS: u64 = 6;
 
-fn python_tokens(
-    model: &std::path::Path,
-    temperature: f64,
-    top_p: f64,
-    order: Order,
-    noise: f64,
-) -> Vec<Vec<u32>> {
+/// Runs `script` in the model-export venv and parses the JSON on its last line of output.
+fn run_python<T: serde::de::DeserializeOwned>(script: &str) -> T {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = root.join("model-export/.venv/bin/python");
     assert!(
         python.is_file(),
         "{} missing: run model-export/setup_venv.sh",
         python.display()
-    );
-    let script = format!(
-        "import json\n\
-         from smdim.diffusion import sample\n\
-         from smdim.export import ort_session, ort_logits_fn\n\
-         fn = ort_logits_fn(ort_session({model:?}, threads=1))\n\
-         print(json.dumps([sample(fn, {LENGTH}, steps={STEPS}, seed=s, temperature={temperature}, top_p={top_p}, order={order:?}, noise={noise:?})[0].tolist() for s in range({SEEDS})]))\n",
-        model = model.display().to_string(),
-        order = order.id()
     );
     let out = Command::new(&python)
         .arg("-c")
@@ -50,6 +36,25 @@ fn python_tokens(
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+fn python_tokens(
+    model: &std::path::Path,
+    temperature: f64,
+    top_p: f64,
+    order: Order,
+    noise: f64,
+) -> Vec<Vec<u32>> {
+    let script = format!(
+        "import json\n\
+         from smdim.diffusion import sample\n\
+         from smdim.export import ort_session, ort_logits_fn\n\
+         fn = ort_logits_fn(ort_session({model:?}, threads=1))\n\
+         print(json.dumps([sample(fn, {LENGTH}, steps={STEPS}, seed=s, temperature={temperature}, top_p={top_p}, order={order:?}, noise={noise:?})[0].tolist() for s in range({SEEDS})]))\n",
+        model = model.display().to_string(),
+        order = order.id()
+    );
+    run_python(&script)
 }
 
 #[test]
@@ -172,8 +177,6 @@ fn edit_skeletons_and_their_sampling_equal_the_python_twin() {
             3,
         ),
     ];
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join("model-export/.venv/bin/python");
     let mut denoiser = Denoiser::load(
         &ModelSource::from_onnx_path(&model),
         &LoadOptions {
@@ -203,25 +206,7 @@ fn edit_skeletons_and_their_sampling_equal_the_python_twin() {
              print(json.dumps([skeleton.tolist(), out[0].tolist()]))\n",
             model = model.display().to_string(),
         );
-        let out = Command::new(&python)
-            .arg("-c")
-            .arg(script)
-            .current_dir(root.join("model-export"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "python failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (skeleton, sampled): (Vec<i64>, Vec<u32>) = serde_json::from_str(
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .last()
-                .unwrap(),
-        )
-        .unwrap();
+        let (skeleton, sampled): (Vec<i64>, Vec<u32>) = run_python(&script);
         let ours: Vec<i64> = plan
             .plan
             .tokens

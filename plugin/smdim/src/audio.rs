@@ -179,10 +179,7 @@ impl Audio {
             loop {
                 match next_in.take() {
                     Some(e) if e.timing() <= event.sample => {
-                        record(&mut self.recorder, &e);
-                        if params.pass_through && forwarded(&e) {
-                            io.send(e);
-                        }
+                        incoming(&mut self.recorder, e, params.pass_through, io);
                         next_in = io.next_incoming();
                     }
                     other => {
@@ -194,10 +191,7 @@ impl Audio {
             io.send(to_note_event(event, self.channel));
         }
         while let Some(e) = next_in {
-            record(&mut self.recorder, &e);
-            if params.pass_through && forwarded(&e) {
-                io.send(e);
-            }
+            incoming(&mut self.recorder, e, params.pass_through, io);
             next_in = io.next_incoming();
         }
         self.recorder.end_block();
@@ -248,6 +242,19 @@ fn forwarded<S>(event: &NoteEvent<S>) -> bool {
             | NoteEvent::PolyModulation { .. }
             | NoteEvent::MonoAutomation { .. }
     )
+}
+
+/// An event of the note input: captured, and passed through when asked.
+fn incoming<S>(
+    recorder: &mut Recorder,
+    e: NoteEvent<S>,
+    pass_through: bool,
+    io: &mut impl NoteIo<S>,
+) {
+    record(recorder, &e);
+    if pass_through && forwarded(&e) {
+        io.send(e);
+    }
 }
 
 /// Note-ons and note-offs of the input go to the capture (channels and keys as sent).

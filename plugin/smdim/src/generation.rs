@@ -135,7 +135,7 @@ impl Drop for GenerationThread {
             // stays mapped (pinned), and a process exit waits for the thread (see
             // `detach_safely`), so neither unloading nor quitting pulls ONNX Runtime or this
             // code from under it.
-            DETACHED.0.lock().add(1);
+            *DETACHED.0.lock() += 1;
             let fate = &self.control.fate;
             if fate
                 .compare_exchange(ATTACHED, DETACHED_STATE, Ordering::SeqCst, Ordering::SeqCst)
@@ -159,23 +159,13 @@ impl Drop for GenerationThread {
 
 /// Threads left running after removal (loading a model), and a condition signalled as each
 /// one ends.
-static DETACHED: (parking_lot::Mutex<Counter>, parking_lot::Condvar) = (
-    parking_lot::Mutex::new(Counter(0)),
-    parking_lot::Condvar::new(),
-);
-
-struct Counter(usize);
-
-impl Counter {
-    fn add(&mut self, n: isize) {
-        self.0 = self.0.saturating_add_signed(n);
-    }
-}
+static DETACHED: (parking_lot::Mutex<usize>, parking_lot::Condvar) =
+    (parking_lot::Mutex::new(0), parking_lot::Condvar::new());
 
 /// Called by a detached thread as it ends.
 fn detached_thread_ended() {
     let mut count = DETACHED.0.lock();
-    count.add(-1);
+    *count = count.saturating_sub(1);
     DETACHED.1.notify_all();
 }
 
@@ -185,7 +175,7 @@ fn detached_thread_ended() {
 extern "C" fn wait_for_detached_threads() {
     let mut count = DETACHED.0.lock();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    while count.0 > 0 {
+    while *count > 0 {
         if DETACHED.1.wait_until(&mut count, deadline).timed_out() {
             break;
         }
@@ -207,19 +197,15 @@ fn detach_safely() -> bool {
 /// Keeps this plugin's library loaded for the rest of the process (glibc's `RTLD_NODELETE` on
 /// the already loaded file), so a thread left running after removal never executes unmapped
 /// code when the host unloads the plugin. Returns whether it is pinned; where it cannot be
-/// (other systems, or the file not found), the caller joins instead.
-fn pin_library() -> bool {
-    static PINNED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *PINNED.get_or_init(pin_now)
-}
-
+/// (other systems, or the file not found), the caller joins instead. Called once, by
+/// [`detach_safely`].
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn pin_now() -> bool {
+fn pin_library() -> bool {
     // glibc's values (dlfcn.h).
     const RTLD_NOW: std::ffi::c_int = 0x2;
     const RTLD_NOLOAD: std::ffi::c_int = 0x4;
     const RTLD_NODELETE: std::ffi::c_int = 0x1000;
-    let here = pin_now as *const () as usize;
+    let here = pin_library as *const () as usize;
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return false;
     };
@@ -255,7 +241,7 @@ fn pin_now() -> bool {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn pin_now() -> bool {
+fn pin_library() -> bool {
     false
 }
 

@@ -48,20 +48,23 @@ pub enum Edit {
 }
 
 impl Edit {
+    /// Whether bar `b` (0-based) of the source is kept (Vary keeps every bar's frame and
+    /// re-masks notes inside).
+    pub fn keeps_bar(&self, b: u32) -> bool {
+        match *self {
+            Edit::Continue { keep_bars } => b < keep_bars,
+            Edit::Infill { from, to } => !(from.saturating_sub(1)..to).contains(&b),
+            Edit::Vary { .. } => true,
+        }
+    }
+
     /// The source's notes this edit keeps as they are (all of them for Vary).
     pub fn kept_notes(&self, source: &Phrase) -> Vec<crate::phrase::Note> {
         let bar = source.time_signature.bar_ticks().max(1);
         source
             .notes
             .iter()
-            .filter(|n| {
-                let b = n.start / bar;
-                match *self {
-                    Edit::Continue { keep_bars } => b < keep_bars,
-                    Edit::Infill { from, to } => !(from.saturating_sub(1)..to).contains(&b),
-                    Edit::Vary { .. } => true,
-                }
-            })
+            .filter(|n| self.keeps_bar(n.start / bar))
             .copied()
             .collect()
     }
@@ -205,12 +208,7 @@ pub fn plan_edit(
     } as usize;
     let mut slots: Vec<BarSlot> = (0..output_bars)
         .map(|b| {
-            let kept = match *edit {
-                Edit::Continue { keep_bars } => b < keep_bars as usize,
-                Edit::Infill { from, to } => !(from as usize - 1..to as usize).contains(&b),
-                Edit::Vary { .. } => true,
-            };
-            if kept {
+            if edit.keeps_bar(b as u32) {
                 BarSlot::Kept(contents.get(b).cloned().unwrap_or_default())
             } else {
                 BarSlot::Free
