@@ -1,7 +1,9 @@
-//! `cargo bench -p smdim-engine`: scheduler cost per audio block and decoder throughput.
+//! `cargo bench -p smdim-engine`: scheduler and preview-voice cost per audio block, decoder
+//! throughput.
 //!
 //! The scheduler figure to compare is time per 64-sample block against the block's real-time
-//! length at 48 kHz (1.333 ms).
+//! length at 48 kHz (1.333 ms). The `audio_512` group puts the preview voice at 16 sounding
+//! notes next to the scheduler on the same 512-sample block (10.67 ms of real time at 48 kHz).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use smdim_engine::codec::{decode, Encoder};
 use smdim_engine::phrase::{Note, Phrase, TimeSignature};
+use smdim_engine::preview::Preview;
 use smdim_engine::scheduler::{EventBuffer, Scheduler, Transport};
 use smdim_engine::Vocabulary;
 
@@ -80,5 +83,47 @@ fn decoder(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, scheduler, decoder);
+fn audio_512(c: &mut Criterion) {
+    const BLOCK: u32 = 512;
+    let mut group = c.benchmark_group("audio_512");
+    let phrase = Arc::new(dense_phrase());
+    let mut scheduler: Scheduler<Arc<Phrase>> = Scheduler::new();
+    scheduler.offer(phrase, Default::default());
+    let mut out = EventBuffer::default();
+    let mut transport = Transport::playing_at(48_000.0, 120.0, 0.0);
+    let step = BLOCK as f64 * 120.0 / 60.0 / 48_000.0;
+    group.bench_function("scheduler_dense_48k", |b| {
+        b.iter(|| {
+            scheduler.process(black_box(&transport), BLOCK, &mut out);
+            transport.pos_beats += step;
+            if transport.pos_beats > 1e6 {
+                transport.pos_beats = 0.0;
+            }
+            black_box(out.len())
+        })
+    });
+    let mut preview = Preview::new(48_000.0);
+    // 16 held notes over four octaves: the voice at a dense chorale's polyphony and beyond.
+    for i in 0..16u8 {
+        preview.note_on(0, 40 + i * 3, 0.8);
+    }
+    assert_eq!(preview.sounding_voices(), 16);
+    let (mut left, mut right) = (vec![0.0f32; BLOCK as usize], vec![0.0f32; BLOCK as usize]);
+    group.bench_function("preview_16_notes_48k", |b| {
+        b.iter(|| {
+            preview.render(&mut left, &mut right);
+            black_box(left[7])
+        })
+    });
+    let mut idle = Preview::new(48_000.0);
+    group.bench_function("preview_idle_48k", |b| {
+        b.iter(|| {
+            idle.render(&mut left, &mut right);
+            black_box(left[7])
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, scheduler, decoder, audio_512);
 criterion_main!(benches);

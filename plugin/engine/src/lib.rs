@@ -7,6 +7,7 @@
 //! - [`scheduler`]: turns a phrase plus the host transport into sample-accurate note events on
 //!   the audio thread, without allocating.
 //! - [`theory`]: note names, scales and keys, defined once.
+//! - [`preview`]: the preview voice, a small FM electric piano that plays the output notes.
 
 pub mod capture;
 pub mod codec;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod handoff;
 pub mod midi_file;
 pub mod phrase;
+pub mod preview;
 pub mod sampler;
 pub mod scheduler;
 pub mod theory;

@@ -69,7 +69,18 @@ pub struct BlockParams {
 pub trait NoteIo<S> {
     /// The next incoming event, in time order.
     fn next_incoming(&mut self) -> Option<NoteEvent<S>>;
-    fn send(&mut self, event: NoteEvent<S>);
+    /// Whether the event was accepted (a full host queue drops it).
+    fn send(&mut self, event: NoteEvent<S>) -> bool;
+}
+
+impl<S, Io: NoteIo<S>> NoteIo<S> for &mut Io {
+    fn next_incoming(&mut self) -> Option<NoteEvent<S>> {
+        (**self).next_incoming()
+    }
+
+    fn send(&mut self, event: NoteEvent<S>) -> bool {
+        (**self).send(event)
+    }
 }
 
 pub struct Audio {
@@ -346,8 +357,9 @@ mod tests {
         fn next_incoming(&mut self) -> Option<NoteEvent<()>> {
             self.incoming.pop()
         }
-        fn send(&mut self, event: NoteEvent<()>) {
+        fn send(&mut self, event: NoteEvent<()>) -> bool {
             self.out.push(event);
+            true
         }
     }
 
@@ -473,6 +485,48 @@ mod tests {
     }
 
     #[test]
+    fn the_preview_voice_plays_the_phrase_and_pass_through() {
+        use crate::preview::Voiced;
+        use smdim_engine::preview::Preview;
+        let rms = |x: &[f32]| (x.iter().map(|s| s * s).sum::<f32>() / x.len() as f32).sqrt();
+        let (shared, side, _requests) = Shared::new();
+        let mut audio = Audio::new(side);
+        let mut preview = Preview::new(48_000.0);
+        let (mut left, mut right) = (vec![0.0f32; 4800], vec![0.0f32; 4800]);
+        // No phrase: only a note played into the input, at sample 1,000.
+        let mut io = TestIo {
+            incoming: vec![NoteEvent::NoteOn {
+                timing: 1_000,
+                voice_id: VoiceID::Wildcard,
+                channel: Channel::Number(0),
+                key: Key::Number(57),
+                velocity: 0.7,
+            }],
+            out: Vec::new(),
+        };
+        let transport = Transport::playing_at(48_000.0, 120.0, 0.0);
+        let mut voiced = Voiced::new(&mut io, &mut preview, &mut left, &mut right);
+        audio.process(&shared, &transport, 4800, params(), &mut voiced);
+        voiced.finish();
+        assert_eq!(io.out.len(), 1, "passed through");
+        assert!(left[..=1_000].iter().all(|&s| s == 0.0));
+        assert!(rms(&left[1_100..]) > 1e-3 && rms(&right[1_100..]) > 1e-3);
+
+        // The phrase's notes sound too (pass-through off, so only the phrase).
+        shared.adopt(generated());
+        let mut p = params();
+        p.pass_through = false;
+        let mut preview = Preview::new(48_000.0);
+        let (mut left, mut right) = (vec![0.0f32; 48_000], vec![0.0f32; 48_000]);
+        let mut io = TestIo::default();
+        let t = Transport::playing_at(48_000.0, 120.0, 4.0);
+        let mut voiced = Voiced::new(&mut io, &mut preview, &mut left, &mut right);
+        audio.process(&shared, &t, 48_000, p, &mut voiced);
+        voiced.finish();
+        assert!(rms(&left[..24_000]) > 1e-3, "the phrase's first note");
+    }
+
+    #[test]
     fn generate_fires_on_edges_only_not_on_restored_levels() {
         let block = |audio: &mut Audio, shared: &Shared, generate: bool| {
             let mut p = params();
@@ -560,7 +614,9 @@ mod tests {
         fn next_incoming(&mut self) -> Option<NoteEvent<()>> {
             None
         }
-        fn send(&mut self, _event: NoteEvent<()>) {}
+        fn send(&mut self, _event: NoteEvent<()>) -> bool {
+            true
+        }
     }
 
     #[test]

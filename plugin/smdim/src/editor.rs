@@ -361,6 +361,11 @@ impl SmdimEditor {
                 ui.label("Pass-through");
                 ui.add(ParamSlider::for_param(&p.pass_through, setter));
                 ui.end_row();
+                ui.label("Preview sound");
+                ui.add(ParamSlider::for_param(&p.preview, setter));
+                ui.label("Preview level");
+                ui.add(ParamSlider::for_param(&p.preview_level, setter));
+                ui.end_row();
             });
     }
 
@@ -729,7 +734,7 @@ impl NiceEguiApp for SmdimEditor {
         }
         self.status_line(ui);
 
-        let params_height = 214.0;
+        let params_height = 240.0;
         let roll_height = (ui.available_height() - params_height).max(120.0);
         self.piano_roll(ui, roll_height);
         ui.add_space(4.0);

@@ -6,6 +6,7 @@
 //!   thread; requests and the generation status.
 //! - [`generation`]: the generation thread, owning the denoiser.
 //! - [`audio`]: the audio thread: transport → scheduler → note events, pass-through.
+//! - [`preview`]: the preview voice playing those note events on the audio output.
 //! - [`editor`]: the egui editor.
 //! - [`drag`]: the phrase dragged into the DAW as a .mid file.
 //! - [`model`]: the embedded model (build-time switch).
@@ -23,6 +24,7 @@ pub mod export;
 pub mod generation;
 pub mod model;
 pub mod params;
+pub mod preview;
 pub mod shared;
 pub mod state;
 
@@ -34,7 +36,9 @@ use nice_plug::prelude::*;
 use crate::audio::{engine_transport, Audio, BlockParams, NoteIo};
 use crate::generation::GenerationThread;
 use crate::params::SmdimParams;
+use crate::preview::Voiced;
 use crate::shared::{Shared, StateField};
+use smdim_engine::preview::Preview;
 
 /// CLAP plugin id; never change it (hosts store it in projects).
 pub const CLAP_ID: &str = "org.smdim.smdim";
@@ -45,6 +49,7 @@ pub struct Smdim {
     params: Arc<SmdimParams>,
     shared: Arc<Shared>,
     audio: Audio,
+    preview: Preview,
     /// Stopped when the plugin is dropped, without waiting for a model load.
     _generation: Option<GenerationThread>,
 }
@@ -70,6 +75,7 @@ impl Default for Smdim {
             params,
             shared,
             audio: Audio::new(audio_side),
+            preview: Preview::new(48_000.0),
             _generation: generation,
         }
     }
@@ -83,9 +89,9 @@ impl<C: ProcessContext<Smdim>> NoteIo<()> for ContextIo<'_, C> {
         self.0.next_event()
     }
 
-    fn send(&mut self, event: NoteEvent<()>) {
+    fn send(&mut self, event: NoteEvent<()>) -> bool {
         // A full host queue drops the event; nothing better is possible on the audio thread.
-        let _ = self.0.try_send_event(event);
+        self.0.try_send_event(event).is_ok()
     }
 }
 
@@ -96,7 +102,7 @@ impl Plugin for Smdim {
     const EMAIL: &'static str = "smdim@users.noreply.github.com";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    // A silent stereo output: some hosts reject MIDI-only plugins.
+    // Stereo: the preview voice (and some hosts reject MIDI-only plugins).
     const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[AudioIOLayout {
         main_input_channels: None,
         main_output_channels: NonZeroU32::new(2),
@@ -128,19 +134,28 @@ impl Plugin for Smdim {
     fn activate(
         &mut self,
         _audio_io_layout: &AudioIOLayout,
-        _buffer_config: &BufferConfig,
+        buffer_config: &BufferConfig,
         _context: &mut impl ActivateContext<Self>,
     ) -> bool {
+        self.preview
+            .set_sample_rate(f64::from(buffer_config.sample_rate));
         true
     }
 
     fn reset(&mut self) {
         self.audio.reset();
+        self.preview.reset();
     }
 
     fn filter_state(state: &mut PluginState) {
         // Generate is a trigger: a saved "on" must not fire when the project is reopened.
         state.params.remove("generate");
+        // Projects from before the preview voice routed SMDIM's notes to a synth: they keep
+        // sounding as they did (a new instance has it on).
+        state
+            .params
+            .entry("preview".to_owned())
+            .or_insert(nice_plug::plugin::ParamValue::Bool(false));
     }
 
     fn process(
@@ -150,24 +165,36 @@ impl Plugin for Smdim {
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let _scope = alloc_audit::ProcessScope::enter();
-        for channel in buffer.as_slice() {
+        let block_len = u32::try_from(buffer.samples()).unwrap_or(u32::MAX);
+        let channels = buffer.as_slice();
+        for channel in channels.iter_mut() {
             channel.fill(0.0);
         }
         let transport = engine_transport(context.transport());
-        let block_len = u32::try_from(buffer.samples()).unwrap_or(u32::MAX);
         let params = BlockParams {
             mode: self.params.mode.value().playback(),
             channel: self.params.midi_channel(),
             pass_through: self.params.pass_through.value(),
             generate: self.params.generate.value(),
         };
-        self.audio.process(
-            &self.shared,
-            &transport,
-            block_len,
-            params,
-            &mut ContextIo(context),
-        );
+        self.preview.set_enabled(self.params.preview.value());
+        self.preview.set_level(self.params.preview_level.value());
+        match channels {
+            [left, right] => {
+                let mut io = Voiced::new(ContextIo(context), &mut self.preview, left, right);
+                self.audio
+                    .process(&self.shared, &transport, block_len, params, &mut io);
+                io.finish();
+            }
+            // Not a layout this plugin declares; the notes still play.
+            _ => self.audio.process(
+                &self.shared,
+                &transport,
+                block_len,
+                params,
+                &mut ContextIo(context),
+            ),
+        }
         ProcessStatus::KeepAlive
     }
 
@@ -175,6 +202,7 @@ impl Plugin for Smdim {
         // Nowhere to send note-offs here; the scheduler forgets what sounds and restarts clean.
         let mut sink = Discard;
         self.audio.release_all(&mut sink);
+        self.preview.reset();
     }
 }
 
@@ -185,7 +213,9 @@ impl NoteIo<()> for Discard {
         None
     }
 
-    fn send(&mut self, _event: NoteEvent<()>) {}
+    fn send(&mut self, _event: NoteEvent<()>) -> bool {
+        true
+    }
 }
 
 impl ClapPlugin for Smdim {

@@ -212,13 +212,25 @@ pub struct SmdimParams {
     /// Rising edge (off → on) requests a generation; map it to a button or automate it.
     #[id = "generate"]
     pub generate: BoolParam,
+    /// The built-in preview voice on the audio output. On for a new instance (audible on an
+    /// instrument track), off for projects saved before it existed (they sound as they did).
+    #[id = "preview"]
+    pub preview: BoolParam,
+    /// The preview voice's level (a linear gain shown in dB).
+    #[id = "previewdb"]
+    pub preview_level: FloatParam,
 }
+
+/// The preview level's range and default, in dB.
+pub const PREVIEW_MIN_DB: f32 = -48.0;
+pub const PREVIEW_MAX_DB: f32 = 0.0;
+pub const PREVIEW_DEFAULT_DB: f32 = -6.0;
 
 impl SmdimParams {
     pub fn new(state: StateField) -> SmdimParams {
         SmdimParams {
             editor_state: EguiEditorState::from_size(
-                nice_plug::editor::dpi::LogicalSize::<f64>::new(760.0, 520.0),
+                nice_plug::editor::dpi::LogicalSize::<f64>::new(800.0, 540.0),
                 1.0,
             ),
             state,
@@ -276,16 +288,29 @@ impl SmdimParams {
             channel: IntParam::new("MIDI channel", 1, IntRange::Linear { min: 1, max: 16 }),
             pass_through: BoolParam::new("Pass-through", true),
             generate: BoolParam::new("Generate", false),
+            preview: BoolParam::new("Preview sound", true),
+            preview_level: FloatParam::new(
+                "Preview level",
+                util::db_to_gain(PREVIEW_DEFAULT_DB),
+                FloatRange::Skewed {
+                    min: util::db_to_gain(PREVIEW_MIN_DB),
+                    max: util::db_to_gain(PREVIEW_MAX_DB),
+                    factor: FloatRange::gain_skew_factor(PREVIEW_MIN_DB, PREVIEW_MAX_DB),
+                },
+            )
+            .with_unit(" dB")
+            .with_value_to_string(formatters::v2s_f32_gain_to_db(1))
+            .with_string_to_value(formatters::s2v_f32_gain_to_db()),
         }
     }
 
-    /// Generation settings from the current parameter values. `seed` is the seed to use (the
-    /// caller decides between the seed parameter and a fresh one).
     /// The MIDI channel parameter as the 0-based channel notes go out on.
     pub fn midi_channel(&self) -> u8 {
         (self.channel.value() - 1).clamp(0, 15) as u8
     }
 
+    /// Generation settings from the current parameter values. `seed` is the seed to use (the
+    /// caller decides between the seed parameter and a fresh one).
     pub fn settings(
         &self,
         seed: u64,

@@ -415,7 +415,9 @@ impl smdim::audio::NoteIo<()> for Played {
             Some(self.incoming.remove(0))
         }
     }
-    fn send(&mut self, _event: nice_plug::prelude::NoteEvent<()>) {}
+    fn send(&mut self, _event: nice_plug::prelude::NoteEvent<()>) -> bool {
+        true
+    }
 }
 
 #[test]

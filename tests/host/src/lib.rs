@@ -275,6 +275,7 @@ impl Plugin {
             max_block,
             notes: Vec::new(),
             nonzero_audio: false,
+            recorded: None,
         }
     }
 
@@ -383,6 +384,8 @@ pub struct Processor {
     pub notes: Vec<OutNote>,
     /// Any non-zero output sample seen (the audio output must stay silent).
     pub nonzero_audio: bool,
+    /// The audio output (left, right) of every block since [`Processor::record_audio`].
+    pub recorded: Option<[Vec<f32>; 2]>,
 }
 
 impl Processor {
@@ -447,6 +450,11 @@ impl Processor {
                 self.nonzero_audio = true;
             }
         }
+        if let Some(recorded) = self.recorded.as_mut() {
+            for (out, channel) in recorded.iter_mut().zip(&self.outputs) {
+                out.extend_from_slice(&channel[..frames as usize]);
+            }
+        }
         for pair in block.windows(2) {
             assert!(
                 pair[0].sample <= pair[1].sample,
@@ -456,6 +464,13 @@ impl Processor {
         self.sample += frames as u64;
         self.notes.extend_from_slice(&block);
         block
+    }
+
+    /// Keeps the audio output from now on, in `recorded` (sample `n` of it is absolute sample
+    /// `start + n`; returns `start`).
+    pub fn record_audio(&mut self) -> u64 {
+        self.recorded = Some([Vec::new(), Vec::new()]);
+        self.sample
     }
 
     /// Notes sounding after everything output so far (on without a later off), per key.

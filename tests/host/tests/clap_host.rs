@@ -78,7 +78,7 @@ fn check(phrase: &Phrase, processor: &Processor, sim: &mut Sim, context: &str) {
     assert!(!want.is_empty(), "{context}: the test must play notes");
     assert!(
         !processor.nonzero_audio,
-        "{context}: the audio output must be silent"
+        "{context}: with the preview voice off, the audio output must be silent"
     );
 }
 
@@ -123,7 +123,7 @@ fn descriptor_ports_features_and_fast_instantiation() {
     assert_eq!(
         plugin.audio_ports(false),
         (1, Some(2)),
-        "one silent stereo output"
+        "one stereo output (the preview voice)"
     );
     assert_eq!(
         plugin.note_ports(true),
@@ -149,6 +149,8 @@ fn descriptor_ports_features_and_fast_instantiation() {
         "Style",
         "Pass-through",
         "Generate",
+        "Preview sound",
+        "Preview level",
     ] {
         assert!(names.iter().any(|n| n == wanted), "{wanted} in {names:?}");
     }
@@ -471,6 +473,9 @@ fn generate_via_parameter_then_state_recall_plays_identically() {
         a.param_event("Density", 0, 0.0),
         a.param_event("Diffusion steps", 0, 7.0),
         a.param_event("Generate", 0, 0.0),
+        // A new instance previews on its audio output; `check` wants it silent (tests/preview.rs
+        // checks the voice).
+        a.param_event("Preview sound", 0, 0.0),
     ];
     let mut sim = Sim::new(sample_rate, HostTransport::playing(120.0, 0.0));
     sim.block(&mut processor, 512, &setup);
