@@ -35,4 +35,22 @@ for i = 0, n - 1 do
   print ("SMDIM_NOTE", buf[i * 2 + 1], buf[i * 2 + 2])
 end
 print ("SMDIM_COUNT", n)
+-- The track's audio after SMDIM (its preview voice), as a 32-bit float stereo WAV file.
+local cap, acap = 4096, 48000 * 12
+local A = 1 + cap * 2
+local frames = shm:atomic_get_int (A)
+local audio = shm:to_float (A + 2):array ()
+local rate = Session:nominal_sample_rate ()
+local wav = io.open (dir .. "/smdim-preview.wav", "wb")
+wav:write ("RIFF", string.pack ("<I4", 36 + frames * 8), "WAVE")
+wav:write ("fmt ", string.pack ("<I4I2I2I4I4I2I2", 16, 3, 2, rate, rate * 8, 8, 32))
+wav:write ("data", string.pack ("<I4", frames * 8))
+local chunk = {}
+for i = 1, frames do
+  chunk[#chunk + 1] = string.pack ("<ff", audio[i], audio[acap + i])
+  if #chunk == 4096 then wav:write (table.concat (chunk)); chunk = {} end
+end
+wav:write (table.concat (chunk))
+wav:close ()
+print ("SMDIM_AUDIO", frames, shm:atomic_get_int (A + 1))
 Session:save_state ("", false, false, false, false, false)

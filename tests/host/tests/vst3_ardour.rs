@@ -4,7 +4,8 @@
 //! (tests/host/ardour/). They must sit exactly on the phrase grid (1/8 beat at 120 bpm, 48 kHz:
 //! 3,000 samples) and repeat every bar (the 1-bar phrase loops), i.e. play in sync. Then the
 //! saved session is reopened in a new Ardour process: the restored plugin state plays the same
-//! bar, without generating.
+//! bar, without generating. The track's audio after SMDIM (the preview voice, on in a new
+//! instance) is rendered to a WAV file: sound after each note-on, silence before the first.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -21,6 +22,26 @@ fn notes_in(text: &str) -> Vec<(u64, u8)> {
             (sample, key)
         })
         .collect()
+}
+
+/// A 32-bit float stereo WAV as written by play.lua: (left, right).
+fn read_wav(path: &std::path::Path) -> (Vec<f32>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert_eq!(&bytes[8..12], b"WAVE");
+    assert_eq!(u16::from_le_bytes([bytes[20], bytes[21]]), 3, "IEEE float");
+    assert_eq!(u16::from_le_bytes([bytes[22], bytes[23]]), 2, "stereo");
+    let samples: Vec<f32> = bytes[44..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let left = samples.iter().step_by(2).copied().collect();
+    let right = samples.iter().skip(1).step_by(2).copied().collect();
+    (left, right)
+}
+
+fn rms(x: &[f32]) -> f64 {
+    (x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
 }
 
 /// The notes of bar `n` as (offset in the bar, key).
@@ -131,6 +152,35 @@ fn vst3_scans_and_plays_in_sync_in_ardour() {
     for n in first_bar + 2..last_bar {
         assert_eq!(bar(&notes, n), reference, "bar {n} differs: {notes:?}");
     }
+
+    // The rendered preview: every note-on is heard on both channels, nothing before the first.
+    let audio_line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SMDIM_AUDIO"))
+        .unwrap_or_else(|| panic!("no audio recorded: {text}"));
+    let mut fields = audio_line.split_whitespace().map(|f| f.parse::<u64>().unwrap());
+    let (frames, first) = (fields.next().unwrap(), fields.next().unwrap());
+    let (left, right) = read_wav(&home.join("session/smdim-preview.wav"));
+    assert_eq!(left.len() as u64, frames);
+    assert!(frames >= 4 * 48_000, "at least 4 s rendered: {frames}");
+    assert!(left.iter().chain(&right).all(|s| s.is_finite() && s.abs() <= 1.0));
+    let mut heard = 0;
+    for &(sample, key) in &notes {
+        // 5 to 30 ms after the onset (the shortest grid note lasts 62.5 ms).
+        let from = (sample + 240).saturating_sub(first) as usize;
+        let to = (sample + 1_440).saturating_sub(first) as usize;
+        if to <= left.len() && sample >= first {
+            let (l, r) = (rms(&left[from..to]), rms(&right[from..to]));
+            assert!(l > 1e-4 && r > 1e-4, "note {key} at {sample} is silent ({l}, {r})");
+            heard += 1;
+        }
+    }
+    assert!(heard >= 4, "notes checked in the render: {heard}");
+    let before = (notes[0].0.saturating_sub(first)) as usize;
+    assert!(
+        left[..before].iter().chain(&right[..before]).all(|&s| s == 0.0),
+        "silent before the first note"
+    );
 
     // Reopen the saved session in a fresh Ardour: the plugin state brings the phrase back.
     let mut session = Command::new("ardour7-lua");
