@@ -785,3 +785,101 @@ fn a_closed_pipe_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// (channels, rate, bits, left/right samples) of a PCM WAV file as `render` writes it.
+fn read_wav(path: &std::path::Path) -> (u16, u32, u16, Vec<i16>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert_eq!(&bytes[8..16], b"WAVEfmt ");
+    let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
+    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
+    assert_eq!(u16_at(20), 1, "PCM");
+    assert_eq!(&bytes[36..40], b"data");
+    let data = &bytes[44..44 + u32_at(40) as usize];
+    let samples = data
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    (u16_at(22), u32_at(24), u16_at(34), samples)
+}
+
+#[test]
+fn render_plays_a_midi_file_with_the_preview_voice() {
+    let dir = std::env::temp_dir().join(format!("smdim-cli-render-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("waltz.txt");
+    std::fs::write(&input, golden_tokens("waltz_3_4")).unwrap();
+    let mid = dir.join("waltz.mid");
+    let made = smdim()
+        .arg("tokens-to-midi")
+        .arg(&input)
+        .args(["--tempo", "90", "--out"])
+        .arg(&mid)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+
+    let render = |name: &str, extra: &[&str]| {
+        let wav = dir.join(name);
+        let out = smdim()
+            .arg("render")
+            .arg(&mid)
+            .arg("-o")
+            .arg(&wav)
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("12 notes"), "{text}");
+        wav
+    };
+    let wav = render("a.wav", &["--rate", "44100"]);
+    let (channels, rate, bits, samples) = read_wav(&wav);
+    assert_eq!((channels, rate, bits), (2, 44_100, 16));
+    // 4 bars of 3/4 at 90 bpm (8 s) and the release tail (0.45 s).
+    let frames = samples.len() / 2;
+    assert_eq!(frames, 8 * 44_100 + (0.45f64 * 44_100.0).ceil() as usize);
+    let peak = samples.iter().map(|s| s.unsigned_abs()).max().unwrap();
+    assert!(peak > 1_000, "audible: peak {peak}");
+    assert!(samples[samples.len() - 2_000..].iter().all(|&s| s == 0));
+
+    // Deterministic, and the level flag is the plugin's Preview level.
+    let again = render("b.wav", &["--rate", "44100"]);
+    assert_eq!(std::fs::read(&wav).unwrap(), std::fs::read(&again).unwrap());
+    let quiet = render("c.wav", &["--rate", "44100", "--level", "-26"]);
+    let quiet_peak = read_wav(&quiet)
+        .3
+        .iter()
+        .map(|s| s.unsigned_abs())
+        .max()
+        .unwrap();
+    let ratio = quiet_peak as f64 / peak as f64;
+    assert!((ratio - 0.1).abs() < 0.01, "-20 dB: {ratio}");
+
+    // Bad input: a clear error, nothing written.
+    let missing = dir.join("missing.wav");
+    let out = smdim()
+        .arg("render")
+        .arg(dir.join("nothing.mid"))
+        .arg("-o")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading"));
+    assert!(!missing.exists());
+    let out = smdim()
+        .arg("render")
+        .arg(&mid)
+        .args(["-o", "/tmp/never.wav", "--level", "3"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be from -48 to 0 dB"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -39,7 +39,7 @@ pub enum MidiError {
     Invalid(&'static str),
     #[error("MIDI file is longer than {max_bars} bars")]
     TooLong { max_bars: u32 },
-    #[error("could not write MIDI: {0}")]
+    #[error("MIDI file input/output failed: {0}")]
     Io(std::io::Error),
 }
 
@@ -70,7 +70,7 @@ mod tests {
     #[test]
     fn wrapped_causes_are_in_the_message_once() {
         let io = MidiError::from(std::io::Error::other("disk full"));
-        assert_eq!(io.to_string(), "could not write MIDI: disk full");
+        assert_eq!(io.to_string(), "MIDI file input/output failed: disk full");
         assert!(io.source().is_none());
         let parse = crate::midi_file::read_smf(b"MThd\0\0\0\x06\0\x01\0\x02\x01").unwrap_err();
         assert!(

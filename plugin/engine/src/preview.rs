@@ -32,8 +32,9 @@ const FLOOR: f32 = 1e-5;
 const END: f32 = 1e-4;
 /// The sustained level an electric piano decays to (held chords stay audible).
 const SUSTAIN: f32 = 0.2;
-/// The per-voice gain at full velocity: 8 loud notes reach about the ceiling before limiting.
-const VOICE_GAIN: f32 = 0.16;
+/// The per-voice gain at full velocity: a melody at the default level (−6 dB) plays around
+/// −20 dBFS; dense loud chords at full level reach the limiter.
+const VOICE_GAIN: f32 = 0.4;
 /// Level smoothing (one pole).
 const LEVEL_TAU_S: f32 = 0.02;
 /// Limiter release.
@@ -153,7 +154,7 @@ impl Voice {
         let brightness = (2000.0 / frequency).min(1.0);
         let pan = ((key as f32 - 60.0) / 48.0).clamp(-0.5, 0.5);
         let angle = (pan + 1.0) * std::f32::consts::FRAC_PI_4;
-        let loudness = VOICE_GAIN * (0.08 + 0.92 * velocity * velocity);
+        let loudness = VOICE_GAIN * (0.2 + 0.8 * velocity * velocity);
         *self = Voice {
             stage: Stage::Held,
             channel,
@@ -219,9 +220,9 @@ impl Voice {
             self.modulator -= (self.modulator >= 1.0) as u32 as f32;
             self.bell += self.bell_inc;
             self.bell -= (self.bell >= 1.0) as u32 as f32;
-            self.decay = flush(self.decay * self.decay_coef);
-            self.index = flush(self.index * self.index_coef);
-            self.bell_amp = flush(self.bell_amp * self.bell_coef);
+            self.decay *= self.decay_coef;
+            self.index *= self.index_coef;
+            self.bell_amp *= self.bell_coef;
             self.release *= self.release_coef;
             if self.release * (SUSTAIN + self.decay) < END {
                 // Freed at once, not at the end of a long block: the tail is bounded.
@@ -229,6 +230,10 @@ impl Voice {
                 return;
             }
         }
+        // Once per call is enough: from 1 they take thousands of blocks to reach denormals.
+        self.decay = flush(self.decay);
+        self.index = flush(self.index);
+        self.bell_amp = flush(self.bell_amp);
     }
 }
 
@@ -450,6 +455,65 @@ impl Preview {
     }
 }
 
+/// Plays `phrase` offline (for a WAV file): its notes at the tempo map's times (ticks, quarter
+/// notes per minute; 120 without one), then the release tail. Returns (left, right).
+pub fn render_phrase(
+    phrase: &crate::Phrase,
+    tempo_map: &[(u64, f64)],
+    sample_rate: f64,
+    level: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut preview = Preview::new(sample_rate);
+    preview.set_level(level);
+    preview.reset();
+    let rate = preview.sample_rate as f64;
+    let sample_at = |tick: u64| -> usize {
+        // Seconds at `tick` through the tempo map's segments.
+        let mut seconds = 0.0;
+        let (mut at, mut bpm) = (0u64, 120.0);
+        for &(change, tempo) in tempo_map {
+            if change > tick {
+                break;
+            }
+            seconds += (change - at) as f64 / crate::PPQ as f64 * 60.0 / bpm;
+            at = change;
+            if tempo.is_finite() && tempo > 0.0 {
+                bpm = tempo;
+            }
+        }
+        seconds += (tick - at) as f64 / crate::PPQ as f64 * 60.0 / bpm;
+        (seconds * rate).round() as usize
+    };
+    // (sample, is note-on, pitch, velocity); at equal samples note-offs first.
+    let mut events: Vec<(usize, bool, u8, u8)> = phrase
+        .notes
+        .iter()
+        .flat_map(|n| {
+            let start = n.start as u64;
+            [
+                (sample_at(start), true, n.pitch, n.velocity),
+                (sample_at(start + n.length as u64), false, n.pitch, 0),
+            ]
+        })
+        .collect();
+    events.sort_by_key(|&(at, on, _, _)| (at, on));
+    let end = sample_at(phrase.length_ticks() as u64).max(events.last().map_or(0, |e| e.0))
+        + (RELEASE_TAIL_SECONDS * rate).ceil() as usize;
+    let (mut left, mut right) = (vec![0.0; end], vec![0.0; end]);
+    let mut at = 0;
+    for (sample, on, pitch, velocity) in events {
+        preview.render(&mut left[at..sample], &mut right[at..sample]);
+        at = sample;
+        if on {
+            preview.note_on(0, pitch, velocity as f32 / 127.0);
+        } else {
+            preview.note_off(0, pitch);
+        }
+    }
+    preview.render(&mut left[at..], &mut right[at..]);
+    (left, right)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,6 +664,55 @@ mod tests {
             .chain(&r)
             .all(|s| s.is_finite() && s.abs() <= CEILING));
         assert_eq!(p.sounding_voices(), 2);
+    }
+
+    #[test]
+    fn a_phrase_renders_at_its_tempo_and_ends_in_silence() {
+        let q = crate::PPQ;
+        let mut phrase = crate::Phrase::empty(crate::TimeSignature::FOUR_FOUR, 1);
+        for (i, pitch) in [60u8, 64, 67].into_iter().enumerate() {
+            phrase.notes.push(crate::Note {
+                start: i as u32 * q,
+                length: q / 4,
+                pitch,
+                velocity: 100,
+            });
+        }
+        // One quarter at 60 bpm (1 s), then 30 bpm: notes at 0, 1 and 3 s (a sixteenth each:
+        // 0.25 s, then 0.5 s), the bar ends at 7 s.
+        let map = [(0, 60.0), (q as u64, 30.0)];
+        let rate = 48_000.0;
+        let (l, r) = render_phrase(&phrase, &map, rate, 0.5);
+        let tail = (RELEASE_TAIL_SECONDS * rate).ceil() as usize;
+        assert_eq!(l.len(), 7 * 48_000 + tail);
+        assert_eq!(r.len(), l.len());
+        assert!(rms(&l[100..10_000]) > 1e-3, "the first note");
+        assert!(
+            l[12_000 + tail..48_000].iter().all(|&s| s == 0.0),
+            "the rest after it"
+        );
+        assert!(rms(&l[48_100..70_000]) > 1e-3, "the second note at 1 s");
+        assert!(l[72_000 + tail..144_000].iter().all(|&s| s == 0.0));
+        assert!(rms(&l[144_100..160_000]) > 1e-3, "the third note at 3 s");
+        assert!(
+            l[l.len() - 4096..].iter().all(|&s| s == 0.0),
+            "silent at the end"
+        );
+    }
+
+    #[test]
+    fn level_scales_the_output() {
+        let mut loud = Preview::new(48_000.0);
+        let mut quiet = Preview::new(48_000.0);
+        quiet.set_level(0.25);
+        quiet.reset();
+        for p in [&mut loud, &mut quiet] {
+            p.note_on(0, 62, 0.6);
+        }
+        let (a, _) = run(&mut loud, 24_000);
+        let (b, _) = run(&mut quiet, 24_000);
+        let ratio = rms(&b) / rms(&a);
+        assert!((ratio - 0.25).abs() < 0.01, "{ratio}");
     }
 
     #[test]

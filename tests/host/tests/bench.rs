@@ -57,13 +57,19 @@ fn measurements() {
     let phrase = dense_phrase();
     let block = 512u32;
     let block_seconds = block as f64 / 48_000.0;
-    for (label, playing) in [("stopped", false), ("playing a dense phrase", true)] {
+    for (label, playing, preview) in [
+        ("stopped", false, false),
+        ("playing a dense phrase", true, false),
+        ("playing a dense phrase, preview voice on", true, true),
+    ] {
         let mut plugin = Plugin::new();
         plugin.load_state(&state_with_phrase(&phrase));
         let mut processor = plugin.activate(48_000.0, block);
         let mut t = HostTransport::playing(120.0, 0.0);
         t.playing = playing;
         let mut sim = Sim::new(48_000.0, t);
+        let switch = [plugin.param_event("Preview sound", 0, if preview { 1.0 } else { 0.0 })];
+        sim.block(&mut processor, block, &switch);
         for _ in 0..200 {
             sim.block(&mut processor, block, &[]);
         }
@@ -86,6 +92,7 @@ fn measurements() {
         if playing {
             assert!(processor.notes.len() > 1000, "the phrase played");
         }
+        assert_eq!(processor.nonzero_audio, preview, "{label}");
         plugin.deactivate(processor);
     }
 

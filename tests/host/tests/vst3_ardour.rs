@@ -158,12 +158,17 @@ fn vst3_scans_and_plays_in_sync_in_ardour() {
         .lines()
         .find_map(|l| l.strip_prefix("SMDIM_AUDIO"))
         .unwrap_or_else(|| panic!("no audio recorded: {text}"));
-    let mut fields = audio_line.split_whitespace().map(|f| f.parse::<u64>().unwrap());
+    let mut fields = audio_line
+        .split_whitespace()
+        .map(|f| f.parse::<u64>().unwrap());
     let (frames, first) = (fields.next().unwrap(), fields.next().unwrap());
     let (left, right) = read_wav(&home.join("session/smdim-preview.wav"));
     assert_eq!(left.len() as u64, frames);
     assert!(frames >= 4 * 48_000, "at least 4 s rendered: {frames}");
-    assert!(left.iter().chain(&right).all(|s| s.is_finite() && s.abs() <= 1.0));
+    assert!(left
+        .iter()
+        .chain(&right)
+        .all(|s| s.is_finite() && s.abs() <= 1.0));
     let mut heard = 0;
     for &(sample, key) in &notes {
         // 5 to 30 ms after the onset (the shortest grid note lasts 62.5 ms).
@@ -171,14 +176,20 @@ fn vst3_scans_and_plays_in_sync_in_ardour() {
         let to = (sample + 1_440).saturating_sub(first) as usize;
         if to <= left.len() && sample >= first {
             let (l, r) = (rms(&left[from..to]), rms(&right[from..to]));
-            assert!(l > 1e-4 && r > 1e-4, "note {key} at {sample} is silent ({l}, {r})");
+            assert!(
+                l > 1e-4 && r > 1e-4,
+                "note {key} at {sample} is silent ({l}, {r})"
+            );
             heard += 1;
         }
     }
     assert!(heard >= 4, "notes checked in the render: {heard}");
     let before = (notes[0].0.saturating_sub(first)) as usize;
     assert!(
-        left[..before].iter().chain(&right[..before]).all(|&s| s == 0.0),
+        left[..before]
+            .iter()
+            .chain(&right[..before])
+            .all(|&s| s == 0.0),
         "silent before the first note"
     );
 
