@@ -701,6 +701,21 @@ mod tests {
     }
 
     #[test]
+    fn a_note_held_for_minutes_never_goes_denormal() {
+        let mut p = Preview::new(44_100.0);
+        p.note_on(0, 100, 1.0);
+        for _ in 0..(120 * 44_100 / 4096) {
+            run(&mut p, 4096);
+            let v = p.voices.iter().find(|v| v.sounding()).unwrap();
+            for x in [v.decay, v.index, v.bell_amp, v.attack, v.release] {
+                assert!(x == 0.0 || x.is_normal(), "{x}");
+            }
+        }
+        let (l, _) = run(&mut p, 4096);
+        assert!(rms(&l) > 1e-3, "still sounding at its sustain level");
+    }
+
+    #[test]
     fn level_scales_the_output() {
         let mut loud = Preview::new(48_000.0);
         let mut quiet = Preview::new(48_000.0);
