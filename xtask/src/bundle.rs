@@ -10,6 +10,12 @@
 //! The plugin binaries are then stripped of debug info (`strip --strip-debug`: symbols stay, so
 //! backtraces keep function names; about 59 MB → 11 MB); `--keep-debug` skips that.
 //!
+//! `--target windows` (or `--target x86_64-pc-windows-gnu`) cross-builds for Windows x64 with
+//! Debian's mingw-w64 and writes `target/bundled/windows/SMDIM.clap` (a DLL) and
+//! `target/bundled/windows/SMDIM.vst3` (`Contents/x86_64-win/`), each with `onnxruntime.dll`
+//! from the pinned win_amd64 wheel in an `onnxruntime/` folder beside the plugin binary. The
+//! Linux bundles in `target/bundled/` are left as they were.
+//!
 //! `install [--clap-dir D] [--vst3-dir D] [--data-dir D]` copies both bundles to the user's
 //! plugin folders (`~/.clap`, `~/.vst3` on Linux), the library beside the CLAP, and the library
 //! into the per-user data folder (`$XDG_DATA_HOME/smdim/onnxruntime`) that the plugin also
@@ -25,25 +31,80 @@ use crate::fetch_ort;
 /// The plugin's bundle name (must match `[smdim] name` in `bundler.toml`).
 pub const BUNDLE_NAME: &str = "SMDIM";
 
-fn vst3_arch_dir() -> &'static str {
-    if cfg!(target_os = "windows") {
-        "x86_64-win"
-    } else if cfg!(target_os = "macos") {
-        "MacOS"
-    } else if cfg!(target_arch = "aarch64") {
-        "aarch64-linux"
-    } else {
-        "x86_64-linux"
+/// The Rust target triple of `--target windows`.
+pub const WINDOWS_TRIPLE: &str = "x86_64-pc-windows-gnu";
+
+/// What a bundle is built for: this machine, or Windows x64 from Linux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Host,
+    Windows,
+}
+
+impl Target {
+    fn vst3_arch_dir(self) -> &'static str {
+        if self == Target::Windows || cfg!(target_os = "windows") {
+            "x86_64-win"
+        } else if cfg!(target_os = "macos") {
+            "MacOS"
+        } else if cfg!(target_arch = "aarch64") {
+            "aarch64-linux"
+        } else {
+            "x86_64-linux"
+        }
+    }
+
+    fn ort_platform(self) -> Result<&'static str> {
+        match self {
+            Target::Host => fetch_ort::host_platform(),
+            Target::Windows => Ok("windows"),
+        }
+    }
+
+    /// The `strip` that understands this target's binaries.
+    fn strip(self) -> Option<&'static str> {
+        match self {
+            Target::Windows if !cfg!(target_os = "windows") => Some("x86_64-w64-mingw32-strip"),
+            _ if cfg!(target_os = "windows") => None,
+            _ => Some("strip"),
+        }
     }
 }
 
-/// The ONNX Runtime library for this machine, fetched if missing.
-fn ort_library(root: &Path) -> Result<PathBuf> {
-    let platform = fetch_ort::platform(fetch_ort::host_platform()?)?;
+/// Splits `--target windows` off the arguments given to cargo; other targets pass through.
+fn parse_target(args: &[String]) -> Result<(Target, Vec<String>)> {
+    let mut target = Target::Host;
+    let mut rest = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let (name, step) = match args[i].strip_prefix("--target=") {
+            Some(name) => (Some(name.to_string()), 1),
+            None if args[i] == "--target" => (args.get(i + 1).cloned(), 2),
+            None => (None, 1),
+        };
+        match name.as_deref() {
+            Some("windows") | Some(WINDOWS_TRIPLE) => target = Target::Windows,
+            Some(other) => bail!(
+                "bundle: unknown --target {other:?}; supported: windows ({WINDOWS_TRIPLE}), or                  none for this machine"
+            ),
+            None => rest.push(args[i].clone()),
+        }
+        i += step;
+    }
+    if target == Target::Windows {
+        rest.push(format!("--target={WINDOWS_TRIPLE}"));
+    }
+    Ok((target, rest))
+}
+
+/// The ONNX Runtime library for `target`, fetched if missing.
+fn ort_library(root: &Path, target: Target) -> Result<PathBuf> {
+    let name = target.ort_platform()?;
+    let platform = fetch_ort::platform(name)?;
     let path = fetch_ort::library_path(root, platform);
     if !path.is_file() {
         eprintln!("ONNX Runtime library missing; running fetch-ort");
-        fetch_ort::main(root, &[])?;
+        fetch_ort::main(root, &["--platform".to_string(), name.to_string()])?;
     }
     if !path.is_file() {
         bail!("fetch-ort did not produce {}", path.display());
@@ -84,11 +145,11 @@ pub fn bundled_dir(root: &Path) -> PathBuf {
 }
 
 /// `strip --strip-debug` in place; a missing `strip` only warns (the bundle still works).
-fn strip_debug(binary: &Path) -> Result<()> {
-    if cfg!(target_os = "windows") {
+fn strip_debug(binary: &Path, target: Target) -> Result<()> {
+    let Some(strip) = target.strip() else {
         return Ok(());
-    }
-    match std::process::Command::new("strip")
+    };
+    match std::process::Command::new(strip)
         .arg("--strip-debug")
         .arg(binary)
         .status()
@@ -97,7 +158,7 @@ fn strip_debug(binary: &Path) -> Result<()> {
         Ok(status) => bail!("strip {} failed: {status}", binary.display()),
         Err(e) => {
             eprintln!(
-                "warning: strip not available ({e}); {} keeps its debug info",
+                "warning: {strip} not available ({e}); {} keeps its debug info",
                 binary.display()
             );
             Ok(())
@@ -107,6 +168,7 @@ fn strip_debug(binary: &Path) -> Result<()> {
 
 pub fn bundle(root: &Path, args: &[String]) -> Result<()> {
     let keep_debug = args.iter().any(|a| a == "--keep-debug");
+    let (target, args) = parse_target(args)?;
     // The plugin embeds the CUDA scan kernel when it exists at build time (smdim-scan-op's
     // build.rs). Without it the bundle still works everywhere; GPU sessions then run the scan
     // on the CPU twin.
@@ -115,15 +177,36 @@ pub fn bundle(root: &Path, args: &[String]) -> Result<()> {
     }
     let mut forwarded = vec!["bundle".to_string()];
     forwarded.extend(args.iter().filter(|a| *a != "--keep-debug").cloned());
-    nice_plug_xtask::main_with_args("cargo xtask", forwarded)?;
+    let host_bundles = bundled_dir(root);
+    // nice_plug_xtask writes every target's CLAP to the same `target/bundled/SMDIM.clap`: keep
+    // this machine's aside while a Windows build writes there.
+    let host_clap = host_bundles.join(format!("{BUNDLE_NAME}.clap"));
+    let parked = host_bundles.join(format!(".{BUNDLE_NAME}.clap.host"));
+    if target == Target::Windows && host_clap.is_file() {
+        std::fs::rename(&host_clap, &parked)?;
+    }
+    let built = nice_plug_xtask::main_with_args("cargo xtask", forwarded);
     std::env::set_current_dir(root)?;
-
-    let bundled = bundled_dir(root);
+    let bundled = match target {
+        Target::Host => {
+            built?;
+            host_bundles.clone()
+        }
+        Target::Windows => {
+            let moved = built.and_then(|()| move_windows_bundles(&host_bundles));
+            if parked.is_file() {
+                std::fs::rename(&parked, &host_clap)?;
+            }
+            moved?
+        }
+    };
     // nice_plug_xtask also copies a *binary* named like the package as a "standalone" bundle;
     // ours is the `smdim` CLI of another crate, not a plugin build: remove that copy.
-    let stray = bundled.join(BUNDLE_NAME);
-    if stray.is_file() {
-        std::fs::remove_file(&stray)?;
+    for stray in [BUNDLE_NAME.to_string(), format!("{BUNDLE_NAME}.exe")] {
+        let stray = host_bundles.join(stray);
+        if stray.is_file() {
+            std::fs::remove_file(&stray)?;
+        }
     }
     let clap = bundled.join(format!("{BUNDLE_NAME}.clap"));
     let vst3 = bundled.join(format!("{BUNDLE_NAME}.vst3"));
@@ -134,25 +217,22 @@ pub fn bundle(root: &Path, args: &[String]) -> Result<()> {
             vst3.display()
         );
     }
+    let arch = target.vst3_arch_dir();
     if !keep_debug {
-        strip_debug(&clap)?;
-        let vst3_bin = vst3.join("Contents").join(vst3_arch_dir());
+        strip_debug(&clap, target)?;
+        let vst3_bin = vst3.join("Contents").join(arch);
         for entry in std::fs::read_dir(&vst3_bin)? {
             let path = entry?.path();
             if path.is_file() {
-                strip_debug(&path)?;
+                strip_debug(&path, target)?;
             }
         }
     }
-    let library = ort_library(root)?;
+    let library = ort_library(root, target)?;
     let name = library.file_name().context("library path has no name")?;
     let beside_clap = bundled.join("onnxruntime").join(name);
     copy_file(&library, &beside_clap)?;
-    let in_vst3 = vst3
-        .join("Contents")
-        .join(vst3_arch_dir())
-        .join("onnxruntime")
-        .join(name);
+    let in_vst3 = vst3.join("Contents").join(arch).join("onnxruntime").join(name);
     copy_file(&library, &in_vst3)?;
     eprintln!(
         "ONNX Runtime: {} and {}",
@@ -160,6 +240,32 @@ pub fn bundle(root: &Path, args: &[String]) -> Result<()> {
         in_vst3.display()
     );
     Ok(())
+}
+
+/// Moves what a Windows build left in `target/bundled` (its CLAP, and the `x86_64-win` part of
+/// the VST3 bundle) to `target/bundled/windows/`, which is returned.
+fn move_windows_bundles(bundled: &Path) -> Result<PathBuf> {
+    let out = bundled.join("windows");
+    let clap = bundled.join(format!("{BUNDLE_NAME}.clap"));
+    let vst3 = bundled.join(format!("{BUNDLE_NAME}.vst3"));
+    let arch = vst3.join("Contents").join("x86_64-win");
+    if !clap.is_file() || !arch.is_dir() {
+        bail!("the Windows build did not produce {} and {}", clap.display(), arch.display());
+    }
+    let out_vst3 = out.join(format!("{BUNDLE_NAME}.vst3"));
+    if out_vst3.exists() {
+        std::fs::remove_dir_all(&out_vst3)?;
+    }
+    std::fs::create_dir_all(out_vst3.join("Contents"))?;
+    copy_file(&clap, &out.join(format!("{BUNDLE_NAME}.clap")))?;
+    std::fs::remove_file(&clap)?;
+    std::fs::rename(&arch, out_vst3.join("Contents").join("x86_64-win"))?;
+    // A VST3 folder that held only the Windows part (no Linux bundle built yet) goes too.
+    let contents = vst3.join("Contents");
+    if std::fs::read_dir(&contents)?.next().is_none() {
+        std::fs::remove_dir_all(&vst3)?;
+    }
+    Ok(out)
 }
 
 fn home() -> Result<PathBuf> {
@@ -171,9 +277,9 @@ fn home() -> Result<PathBuf> {
 
 fn default_dirs() -> Result<(PathBuf, PathBuf, PathBuf)> {
     let home = home()?;
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".local/share"))
+    // The plugin's `smdim_inference::runtime::user_data_dir`.
+    let data = dirs::data_dir()
+        .context("no per-user data folder; pass --data-dir")?
         .join("smdim");
     if cfg!(target_os = "macos") {
         let plugins = home.join("Library/Audio/Plug-Ins");

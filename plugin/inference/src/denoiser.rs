@@ -111,13 +111,10 @@ impl Default for LoadOptions {
     }
 }
 
-/// Per-user cache folder for TensorRT engines (building one takes minutes).
+/// Per-user cache folder for TensorRT engines (building one takes minutes):
+/// `<cache>/smdim/tensorrt` (`$XDG_CACHE_HOME` or `~/.cache` on Linux).
 pub fn default_tensorrt_cache() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .or_else(|| std::env::var_os("LOCALAPPDATA").map(PathBuf::from))?;
-    Some(base.join("smdim").join("tensorrt"))
+    Some(dirs::cache_dir()?.join("smdim").join("tensorrt"))
 }
 
 /// A loaded denoiser: tokens in, logits out.

@@ -79,6 +79,32 @@ pub fn own_binary_dir() -> Option<PathBuf> {
             }
         }
     }
+    #[cfg(windows)]
+    {
+        use std::os::windows::ffi::OsStringExt;
+        use windows_sys::Win32::System::LibraryLoader::{
+            GetModuleFileNameW, GetModuleHandleExW, GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS,
+            GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+        };
+        let mut module = std::ptr::null_mut();
+        let flags =
+            GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT;
+        let address = own_binary_dir as *const u16;
+        // SAFETY: with FROM_ADDRESS the name argument is an address inside this module; the
+        // handle is written to `module` and not reference-counted (nothing to free).
+        if unsafe { GetModuleHandleExW(flags, address, &mut module) } != 0 {
+            let mut name = vec![0u16; 32_768];
+            // SAFETY: `name` has room for `name.len()` UTF-16 units.
+            let len = unsafe { GetModuleFileNameW(module, name.as_mut_ptr(), name.len() as u32) };
+            let len = len as usize;
+            if len > 0 && len < name.len() {
+                let path = PathBuf::from(std::ffi::OsString::from_wide(&name[..len]));
+                if let Some(dir) = path.parent() {
+                    return Some(dir.to_path_buf());
+                }
+            }
+        }
+    }
     std::env::current_exe()
         .ok()?
         .parent()
@@ -112,14 +138,11 @@ pub fn candidate_paths(extra_dirs: &[PathBuf]) -> Vec<PathBuf> {
     paths
 }
 
-/// Per-user data folder (`$XDG_DATA_HOME/smdim`, `~/.local/share/smdim`), where
+/// Per-user data folder (`$XDG_DATA_HOME/smdim` or `~/.local/share/smdim` on Linux,
+/// `%APPDATA%\smdim` on Windows, `~/Library/Application Support/smdim` on macOS), where
 /// `cargo xtask install` puts the runtime and, with `--gpu`, the GPU pack.
 pub fn user_data_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .or_else(|| std::env::var_os("APPDATA").map(PathBuf::from))?;
-    Some(base.join("smdim"))
+    Some(dirs::data_dir()?.join("smdim"))
 }
 
 /// Every folder the GPU pack is looked for in, in order. `SMDIM_GPU_PACK` is the only one when

@@ -19,14 +19,13 @@ use smdim_inference::Generated;
 /// Drag files older than this are removed on the next drag.
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// `$XDG_CACHE_HOME/smdim/drag`, else `~/.cache/smdim/drag`, else `<temp>/smdim/drag`.
+/// `<cache>/smdim/drag` (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `%LOCALAPPDATA%` on
+/// Windows, `~/Library/Caches` on macOS), else `<temp>/smdim/drag`.
 pub fn drag_dir() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty() && Path::new(d).is_absolute())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    cache.join("smdim").join("drag")
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("smdim")
+        .join("drag")
 }
 
 /// `smdim-<key>-<bars>bars-seed<seed>.mid`, safe in any file system.

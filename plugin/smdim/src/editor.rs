@@ -384,7 +384,8 @@ impl SmdimEditor {
         ))
     }
 
-    /// The drag handle was pulled: write the file, then drag it on its own thread.
+    /// The drag handle was pulled: write the file, then drag it on its own thread (X11).
+    #[cfg(not(any(windows, target_os = "macos")))]
     fn start_drag(&mut self, window: u32) {
         match self.write_drag_file() {
             Some(Ok(path)) => drag::spawn_drag(window, path, self.drag_state.clone()),
@@ -598,14 +599,6 @@ impl NiceEguiApp for SmdimEditor {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut nice_plug_egui::Frame) {
-        use raw_window_handle::HasWindowHandle;
-        // The editor's own X11 window (baseview's); 0 (the root window) when unknown.
-        let window_id = frame
-            .baseview_window()
-            .window_handle()
-            .ok()
-            .and_then(|h| drag::x11_window_id(h.as_raw()))
-            .unwrap_or(0);
         let drag_state = self.drag_state.lock().clone();
         if drag_state == Some(DragState::Dragging) {
             ui.ctx().request_repaint_after(Duration::from_millis(100));
@@ -676,7 +669,17 @@ impl NiceEguiApp for SmdimEditor {
                 #[cfg(any(windows, target_os = "macos"))]
                 self.start_native_drag(frame.baseview_window());
                 #[cfg(not(any(windows, target_os = "macos")))]
-                self.start_drag(window_id);
+                {
+                    use raw_window_handle::HasWindowHandle;
+                    // The editor's own X11 window (baseview's); 0 (the root window) when unknown.
+                    let window_id = frame
+                        .baseview_window()
+                        .window_handle()
+                        .ok()
+                        .and_then(|h| drag::x11_window_id(h.as_raw()))
+                        .unwrap_or(0);
+                    self.start_drag(window_id);
+                }
             }
             if ui
                 .add_enabled(has_phrase, egui::Button::new("Copy path"))

@@ -6,13 +6,14 @@ use smdim_engine::midi_file::{write_smf, WriteOptions};
 use smdim_engine::TimeSignature;
 use smdim_inference::Generated;
 
-/// `$SMDIM_EXPORT_DIR`, else `~/Music/SMDIM`.
+/// `$SMDIM_EXPORT_DIR`, else `SMDIM` in the user's music folder (XDG's `MUSIC` folder on Linux,
+/// else `~/Music`; Music on Windows and macOS).
 pub fn export_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("SMDIM_EXPORT_DIR") {
         return Some(PathBuf::from(dir));
     }
-    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"))?;
-    Some(PathBuf::from(home).join("Music").join("SMDIM"))
+    let music = dirs::audio_dir().or_else(|| Some(dirs::home_dir()?.join("Music")))?;
+    Some(music.join("SMDIM"))
 }
 
 /// The phrase as a Standard MIDI File with the host's tempo and meter on `channel` (0-based):
