@@ -9,10 +9,11 @@ step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "Debian packages"
 # g++: the PyTorch scan extension and nvcc's host compiler; xvfb..libx11-xcb1: the editor test under Xvfb; ardour: the
-# VST3 test in a real host; fluidsynth + fluid-soundfont-gm (ffmpeg comes with imagemagick): the evaluation's audio renders.
+# VST3 test in a real host; fluidsynth + fluid-soundfont-gm (ffmpeg comes with imagemagick): the evaluation's audio renders;
+# gcc-mingw-w64-x86-64 + wine64: the Windows build and its tests under Wine (tests/cross/run.sh).
 need=()
 for pkg in g++ python3-venv xvfb xdotool x11-apps imagemagick libegl1 libegl-mesa0 libgl1-mesa-dri \
-    libxkbcommon-x11-0 libx11-xcb1 ardour fluidsynth fluid-soundfont-gm ffmpeg; do
+    libxkbcommon-x11-0 libx11-xcb1 ardour fluidsynth fluid-soundfont-gm ffmpeg gcc-mingw-w64-x86-64 wine64; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})) && command -v apt-get >/dev/null; then
@@ -46,5 +47,8 @@ cargo xtask bundle smdim --release
 
 step "Rust tests (engine, inference, CLI, plugin, CLAP host, editor, Ardour)"
 cargo test --workspace --release
+
+step "Windows under Wine, macOS compile checks (tests/cross/run.sh)"
+tests/cross/run.sh
 
 step "all tests passed"

@@ -232,7 +232,11 @@ pub fn bundle(root: &Path, args: &[String]) -> Result<()> {
     let name = library.file_name().context("library path has no name")?;
     let beside_clap = bundled.join("onnxruntime").join(name);
     copy_file(&library, &beside_clap)?;
-    let in_vst3 = vst3.join("Contents").join(arch).join("onnxruntime").join(name);
+    let in_vst3 = vst3
+        .join("Contents")
+        .join(arch)
+        .join("onnxruntime")
+        .join(name);
     copy_file(&library, &in_vst3)?;
     eprintln!(
         "ONNX Runtime: {} and {}",
@@ -250,7 +254,11 @@ fn move_windows_bundles(bundled: &Path) -> Result<PathBuf> {
     let vst3 = bundled.join(format!("{BUNDLE_NAME}.vst3"));
     let arch = vst3.join("Contents").join("x86_64-win");
     if !clap.is_file() || !arch.is_dir() {
-        bail!("the Windows build did not produce {} and {}", clap.display(), arch.display());
+        bail!(
+            "the Windows build did not produce {} and {}",
+            clap.display(),
+            arch.display()
+        );
     }
     let out_vst3 = out.join(format!("{BUNDLE_NAME}.vst3"));
     if out_vst3.exists() {

@@ -41,6 +41,7 @@ trait Mad {
     fn mad(a: f32, b: f32, c: f32) -> f32;
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the x86_64 paths without FMA
 struct Plain;
 impl Mad for Plain {
     #[inline(always)]

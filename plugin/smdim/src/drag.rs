@@ -146,6 +146,25 @@ mod tests {
     use smdim_engine::phrase::{Note, Phrase};
     use smdim_inference::{GenerationSettings, Provider};
 
+    /// The per-user cache folder of the platform (Wine runs the Windows case in CI).
+    #[test]
+    fn the_drag_folder_is_the_platform_cache() {
+        let dir = drag_dir();
+        assert!(dir.is_absolute(), "{}", dir.display());
+        assert!(dir.ends_with(Path::new("smdim").join("drag")));
+        #[cfg(windows)]
+        {
+            let local = std::env::var_os("LOCALAPPDATA").expect("LOCALAPPDATA");
+            assert!(dir.starts_with(local), "{}", dir.display());
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(cache) =
+            std::env::var_os("XDG_CACHE_HOME").filter(|c| Path::new(c).is_absolute())
+        {
+            assert!(dir.starts_with(cache));
+        }
+    }
+
     fn generated() -> Generated {
         let mut phrase = Phrase::empty(TimeSignature::FOUR_FOUR, 2);
         phrase.notes.push(Note {
