@@ -16,6 +16,7 @@ use smdim_engine::vocab::{TokenId, Vocabulary};
 
 use crate::denoiser::{Denoiser, Provider};
 use crate::error::InferenceError;
+use crate::model::ModelCard;
 use crate::style::Style;
 
 /// Bars a phrase may have; others are clamped to this.
@@ -138,10 +139,49 @@ pub struct EditRecord {
     pub edit: Edit,
 }
 
+/// What generation needs of a denoiser: a [`Denoiser`] of one's own (the CLI), or a turn at a
+/// shared one (`&SharedDenoiser`, the plugin's instances).
+pub trait Model {
+    fn card(&self) -> &ModelCard;
+    /// The provider that runs it (recorded with each phrase).
+    fn provider(&self) -> Provider;
+    fn check_style(&self, style: Style) -> Result<(), InferenceError>;
+    /// Logits `[tokens.len(), vocab]` for `style` into `out`.
+    fn logits(
+        &mut self,
+        tokens: &[TokenId],
+        style: Style,
+        out: &mut Vec<f32>,
+    ) -> Result<(), InferenceError>;
+}
+
+impl Model for Denoiser {
+    fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    fn check_style(&self, style: Style) -> Result<(), InferenceError> {
+        Denoiser::check_style(self, style)
+    }
+
+    fn logits(
+        &mut self,
+        tokens: &[TokenId],
+        style: Style,
+        out: &mut Vec<f32>,
+    ) -> Result<(), InferenceError> {
+        Denoiser::logits(self, tokens, style, out)
+    }
+}
+
 /// Generates one phrase. `progress` receives (steps done, steps); `cancel` is honoured
 /// between steps.
 pub fn generate(
-    denoiser: &mut Denoiser,
+    denoiser: &mut impl Model,
     settings: &GenerationSettings,
     cancel: &AtomicBool,
     progress: impl FnMut(u32, u32),
@@ -154,8 +194,8 @@ pub fn generate(
     let plan = plan(
         vocab,
         &request,
-        denoiser.card.length.multiple_of,
-        denoiser.card.length.max,
+        denoiser.card().length.multiple_of,
+        denoiser.card().length.max,
     )?;
     let mut phrase_and_run = run_plan(denoiser, settings, &plan, cancel, progress)?;
     phrase_and_run
@@ -178,7 +218,7 @@ pub struct Edited {
 /// sampler and velocity). The phrase takes the source's meter; Infill and Vary its bars, Continue
 /// `settings.bars`.
 pub fn generate_edit(
-    denoiser: &mut Denoiser,
+    denoiser: &mut impl Model,
     settings: &GenerationSettings,
     source: &Phrase,
     edit: &Edit,
@@ -200,8 +240,8 @@ pub fn generate_edit(
         source,
         edit,
         settings.seed,
-        denoiser.card.length.multiple_of,
-        denoiser.card.length.max,
+        denoiser.card().length.multiple_of,
+        denoiser.card().length.max,
     )?;
     let mut generated = run_plan(denoiser, &settings, &edit_plan.plan, cancel, progress)?;
     // New notes get the settings' velocity shape; kept ones their own velocity.
@@ -250,7 +290,7 @@ pub fn quantised(vocab: &Vocabulary, source: &Phrase) -> Vec<smdim_engine::Note>
 
 /// Samples `plan` and decodes it (velocities as the decoder leaves them).
 fn run_plan(
-    denoiser: &mut Denoiser,
+    denoiser: &mut impl Model,
     settings: &GenerationSettings,
     plan: &Plan,
     cancel: &AtomicBool,
@@ -260,9 +300,9 @@ fn run_plan(
     let vocab = Vocabulary::remi_v1();
     let steps = settings
         .steps
-        .unwrap_or(denoiser.card.sampler.default_steps)
+        .unwrap_or(denoiser.card().sampler.default_steps)
         .clamp(*STEPS.start(), *STEPS.end());
-    let (default_order, default_noise) = denoiser.card.sampler.defaults_for(settings.style.id());
+    let (default_order, default_noise) = denoiser.card().sampler.defaults_for(settings.style.id());
     let sampler = SamplerSettings {
         steps,
         temperature: if settings.temperature.is_finite() {
@@ -315,7 +355,7 @@ fn run_plan(
         tokens,
         settings: settings.clone(),
         steps,
-        provider: denoiser.provider,
+        provider: denoiser.provider(),
         elapsed: started.elapsed(),
         denoiser_calls: stats.denoiser_calls,
         order: sampler.order,

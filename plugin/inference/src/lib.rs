@@ -7,6 +7,7 @@
 //! - [`denoiser`]: a [`Denoiser`] (an ONNX Runtime session of the model) on the best working
 //!   execution provider, with the typed reason each one before it was passed over.
 //! - [`style`]: the style a style-conditioned model writes in.
+//! - [`pool`]: one loaded model per model and device in the process, shared by plugin instances.
 //! - [`generate`]: settings → phrase through the constrained sampler of `smdim-engine`.
 //!
 //! Threads are the caller's: the plugin runs generation on its own thread, the CLI on its main.
@@ -15,11 +16,15 @@ pub mod denoiser;
 pub mod error;
 pub mod generate;
 pub mod model;
+pub mod pool;
 pub mod runtime;
 pub mod style;
 
 pub use denoiser::{Denoiser, LoadOptions, Provider, ProviderChoice};
 pub use error::{FallbackReason, InferenceError};
-pub use generate::{generate, generate_edit, EditRecord, Edited, Generated, GenerationSettings};
+pub use generate::{
+    generate, generate_edit, EditRecord, Edited, Generated, GenerationSettings, Model,
+};
 pub use model::{ModelCard, ModelSource};
+pub use pool::SharedDenoiser;
 pub use style::Style;

@@ -141,6 +141,32 @@ impl ModelSource {
         ModelSource::Files { onnx, card }
     }
 
+    /// A digest of the model's bytes and card: two sources with the same fingerprint load the
+    /// same denoiser (see `pool`).
+    pub fn fingerprint(&self) -> Result<String, InferenceError> {
+        let (bytes, card) = match self {
+            ModelSource::Memory { onnx, card_json } => (onnx.clone(), card_json.to_string()),
+            ModelSource::Files { onnx, card } => {
+                let read = |path: &Path| {
+                    std::fs::read(path).map_err(|e| InferenceError::ModelFile {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })
+                };
+                let card_bytes = read(card)?;
+                (
+                    read(onnx)?.into(),
+                    String::from_utf8_lossy(&card_bytes).into_owned(),
+                )
+            }
+        };
+        Ok(format!(
+            "{}-{}",
+            sha256_hex(&bytes),
+            sha256_hex(card.as_bytes())
+        ))
+    }
+
     pub fn load(&self) -> Result<(Arc<[u8]>, ModelCard), InferenceError> {
         match self {
             ModelSource::Memory { onnx, card_json } => {

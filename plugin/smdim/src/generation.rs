@@ -1,4 +1,8 @@
-//! The generation thread: one per instance, started with it, owning the denoiser.
+//! The generation thread: one per instance, started with it, holding the denoiser it uses.
+//!
+//! The denoiser itself is shared: instances of the process that run the same model on the same
+//! device use one ONNX Runtime session (`smdim_inference::pool`), taking turns per diffusion
+//! step.
 //!
 //! Editor → request channel → this thread → phrase handoff → audio thread: one hop each way.
 //! The thread sleeps (parked) until a request, a device change or a deferred state load wakes
@@ -29,20 +33,22 @@ use nice_plug::nice_log;
 use smdim_engine::sampler::edit::Edit;
 use smdim_engine::sampler::SplitMix64;
 use smdim_inference::{
-    generate, generate_edit, Denoiser, GenerationSettings, InferenceError, LoadOptions,
-    ProviderChoice,
+    generate, generate_edit, GenerationSettings, InferenceError, LoadOptions, ProviderChoice,
+    SharedDenoiser,
 };
 
 use crate::model;
 use crate::params::SmdimParams;
 use crate::shared::{Phase, Request, Shared};
 
-/// Loads the denoiser for the given options (the embedded model; tests substitute their own).
-pub type Loader = Box<dyn FnMut(&LoadOptions) -> Result<Denoiser, InferenceError> + Send>;
+/// Gets the denoiser for the given options (the embedded model; tests substitute their own).
+pub type Loader =
+    Box<dyn FnMut(&LoadOptions) -> Result<Arc<SharedDenoiser>, InferenceError> + Send>;
 
-/// The embedded model, loaded with `options`.
+/// The embedded model with `options`: the process's shared session when another instance
+/// already loaded it, else a new one that later instances share.
 pub fn embedded_loader() -> Loader {
-    Box::new(|options| Denoiser::load(&model::source(), options))
+    Box::new(|options| smdim_inference::pool::shared(&model::source(), options))
 }
 
 /// Load options for `device`, with the per-user ONNX Runtime folder searched too.
@@ -259,7 +265,7 @@ struct Worker {
     requests: Receiver<Request>,
     loader: Loader,
     control: Arc<Control>,
-    denoiser: Option<Denoiser>,
+    denoiser: Option<Arc<SharedDenoiser>>,
     /// The device the denoiser was (or is being) loaded for; `None` until the first load.
     loaded_for: Option<ProviderChoice>,
     /// Requests taken so far (the count [`Shared::is_idle`] compares with).
@@ -428,7 +434,8 @@ impl Worker {
                 || shared.cancelled_through.load(Ordering::SeqCst) >= through
         };
         stop.store(should_stop(), Ordering::SeqCst);
-        let denoiser = self.denoiser.as_mut().expect("checked above");
+        let shared_denoiser = self.denoiser.clone().expect("checked above");
+        let mut denoiser = &*shared_denoiser;
         let progress = |done: u32, total: u32| {
             shared
                 .progress
@@ -440,9 +447,9 @@ impl Worker {
             }
         };
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match &edit {
-            None => generate(denoiser, &settings, &stop, progress).map(|g| (g, None)),
+            None => generate(&mut denoiser, &settings, &stop, progress).map(|g| (g, None)),
             Some((source, edit)) => {
-                generate_edit(denoiser, &settings, source, edit, &stop, progress)
+                generate_edit(&mut denoiser, &settings, source, edit, &stop, progress)
                     .map(|e| (e.generated, Some(e.report)))
             }
         }));
