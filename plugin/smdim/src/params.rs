@@ -234,7 +234,9 @@ impl SmdimParams {
                 1.0,
             ),
             state,
-            bars: IntParam::new("Bars", 4, IntRange::Linear { min: 1, max: 16 }).with_unit(" bars"),
+            // 64: what a 2,048-token model holds at a melody's density. Saved projects store the
+            // plain value, CLAP hosts the plain index: both unchanged from the old 1-16 range.
+            bars: IntParam::new("Bars", 4, IntRange::Linear { min: 1, max: 64 }).with_unit(" bars"),
             steps: IntParam::new("Diffusion steps", 16, IntRange::Linear { min: 1, max: 128 }),
             temperature: FloatParam::new(
                 "Temperature",
@@ -320,7 +322,7 @@ impl SmdimParams {
         let (low, high) = (self.lowest_pitch.value(), self.highest_pitch.value());
         let scale = self.velocity.value().clamp(0.0, 2.0);
         GenerationSettings {
-            bars: self.bars.value().clamp(1, 16) as u32,
+            bars: self.bars.value().clamp(1, 64) as u32,
             time_signature,
             tempo: if tempo.is_finite() && tempo > 0.0 {
                 tempo

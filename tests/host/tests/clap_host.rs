@@ -155,6 +155,10 @@ fn descriptor_ports_features_and_fast_instantiation() {
         assert!(names.iter().any(|n| n == wanted), "{wanted} in {names:?}");
     }
 
+    // Bars 1-64 as CLAP plain indices 0-63 (1-16 were 0-15 before: unchanged).
+    let (_, min, max) = plugin.param("Bars");
+    assert_eq!((min, max), (0.0, 63.0));
+
     // Instantiation time (target < 50 ms) is measured by the `bench` test, not asserted: the
     // machines are shared. What makes it fast is asserted there: nothing is loaded.
 }
