@@ -44,6 +44,8 @@ pub struct SmdimEditor {
     vary_strength: f32,
     keep_rhythm: bool,
     source_key: bool,
+    /// What the last .mid dropped onto the editor holds (shown beside the source).
+    opened: Option<String>,
 }
 
 pub fn create(
@@ -73,6 +75,7 @@ pub fn create(
             vary_strength: 0.3,
             keep_rhythm: false,
             source_key: true,
+            opened: None,
         },
     )
 }
@@ -454,6 +457,27 @@ impl SmdimEditor {
 impl SmdimEditor {
     /// The source (captured or loaded) and the edits on it: Use capture, Continue, Infill, Vary.
     fn edit_row(&mut self, ui: &mut egui::Ui, generating: bool) {
+        // A .mid dropped onto the editor becomes the source.
+        let (hovering, dropped) = ui.ctx().input(|i| {
+            (
+                !i.raw.hovered_files.is_empty(),
+                i.raw
+                    .dropped_files
+                    .iter()
+                    .map(|f| f.path().to_path_buf())
+                    .collect::<Vec<_>>(),
+            )
+        });
+        if let Some(path) = dropped.first() {
+            match self.shared.open_source_file(path) {
+                Ok(summary) => {
+                    nice_plug::nice_log!("SMDIM: source {summary}");
+                    self.opened = Some(summary);
+                    self.shared.set_error(None);
+                }
+                Err(e) => self.shared.set_error(Some(e)),
+            }
+        }
         let bars = self.params.bars.value().max(1) as u32;
         let source = self.shared.source();
         let (captured, dropped) = self.shared.captured();
@@ -472,8 +496,17 @@ impl SmdimEditor {
             }
             .on_hover_text(
                 "What Continue, Infill and Vary work on. Play into SMDIM's note input while the \
-                 transport runs, then Use capture (the host loop, or the last Bars bars).",
+                 transport runs, then Use capture (the host loop, or the last Bars bars), or drop \
+                 a .mid file onto this window.",
             );
+            if hovering {
+                ui.colored_label(
+                    Color32::from_rgb(110, 210, 120),
+                    "Drop the .mid to make it the source",
+                );
+            } else if let (Some(opened), Some(_)) = (&self.opened, &source) {
+                ui.label(opened);
+            }
             let label = if dropped > 0 {
                 format!(
                     "Use capture ({} notes; {dropped} did not fit)",

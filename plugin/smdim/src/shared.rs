@@ -240,6 +240,42 @@ impl Shared {
         self.changes.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Reads a .mid (dropped onto the editor) as the source. Returns what it holds and what
+    /// quantising it to the model's grid will change, for the editor to show. A file that cannot
+    /// be read or encoded is an error naming why; the source stays as it was.
+    pub fn open_source_file(&self, path: &std::path::Path) -> Result<String, String> {
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let read = smdim_engine::midi_file::load_smf(path).map_err(|e| format!("{name}: {e}"))?;
+        let phrase = read.phrase;
+        if phrase.notes.is_empty() {
+            return Err(format!("{name}: the file holds no notes"));
+        }
+        let vocab = smdim_engine::Vocabulary::remi_v1();
+        let (_, report) = smdim_engine::Encoder::new(vocab)
+            .encode(&phrase)
+            .map_err(|e| format!("{name}: {e}"))?;
+        let mut summary = format!(
+            "{name}: {} notes, {} bars of {}",
+            phrase.notes.len(),
+            phrase.bars,
+            phrase.time_signature
+        );
+        for (count, what) in [
+            (report.moved, "moved to the grid"),
+            (report.resized, "resized"),
+            (report.dropped_pitch, "out of pitch range"),
+        ] {
+            if count > 0 {
+                summary.push_str(&format!("; {count} {what}"));
+            }
+        }
+        self.set_source(Some(phrase));
+        Ok(summary)
+    }
+
     /// The newest capture as it would become the source (at most `bars` bars), for the editor.
     pub fn capture_preview(&self, bars: u32) -> Option<Phrase> {
         self.takes.lock().source(bars)
@@ -504,4 +540,64 @@ pub fn fallback_notes(status: &Status) -> Vec<String> {
         .iter()
         .map(|(provider, why)| format!("{provider} unavailable: {why} → running on {running_on}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smdim_engine::midi_file::{save_smf, WriteOptions};
+    use smdim_engine::phrase::Note;
+
+    #[test]
+    fn a_dropped_midi_file_becomes_the_source_and_a_bad_one_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("smdim-open-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut phrase = Phrase::empty(TimeSignature::FOUR_FOUR, 2);
+        for (i, pitch) in [60u8, 62, 64, 65, 67].into_iter().enumerate() {
+            phrase.notes.push(Note {
+                start: i as u32 * 960 + if i == 3 { 7 } else { 0 },
+                length: 480,
+                pitch,
+                velocity: 90,
+            });
+        }
+        let good = dir.join("idea.mid");
+        save_smf(&phrase, &WriteOptions::default(), &good).unwrap();
+        let (shared, _side, _requests) = Shared::new();
+        let summary = shared.open_source_file(&good).unwrap();
+        assert!(
+            summary.starts_with("idea.mid: 5 notes, 2 bars of 4/4"),
+            "{summary}"
+        );
+        assert!(summary.contains("1 moved to the grid"), "{summary}");
+        let source = shared.source().expect("the source");
+        assert_eq!(source.notes.len(), 5);
+        assert_eq!(
+            source.notes[3].start,
+            3 * 960 + 7,
+            "kept as read; quantised when edited"
+        );
+
+        let corrupt = dir.join("broken.mid");
+        std::fs::write(&corrupt, b"MThd\0\0\0\x06garbage").unwrap();
+        let error = shared.open_source_file(&corrupt).unwrap_err();
+        assert!(error.starts_with("broken.mid: "), "{error}");
+        let missing = shared
+            .open_source_file(&dir.join("nothing.mid"))
+            .unwrap_err();
+        assert!(missing.starts_with("nothing.mid: "), "{missing}");
+        let empty = dir.join("empty.mid");
+        save_smf(
+            &Phrase::empty(TimeSignature::FOUR_FOUR, 1),
+            &WriteOptions::default(),
+            &empty,
+        )
+        .unwrap();
+        assert!(shared
+            .open_source_file(&empty)
+            .unwrap_err()
+            .contains("no notes"));
+        assert_eq!(shared.source().unwrap().notes.len(), 5, "the source stays");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

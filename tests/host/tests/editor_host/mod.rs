@@ -12,6 +12,7 @@ use x11rb::rust_connection::RustConnection;
 
 /// Where the Generate button's centre is, in editor pixels: it is the first widget of the top
 /// row (see `plugin/smdim/src/editor.rs`).
+#[allow(dead_code)] // not every test binary that compiles this module clicks Generate
 pub const GENERATE_AT: (u32, u32) = (56, 22);
 
 /// An editor embedded in a host's X11 window (what a Linux host asks for).
