@@ -21,6 +21,7 @@ use clack_extensions::state::PluginState;
 use clack_host::events::event_types::{
     NoteOffEvent, NoteOnEvent, ParamValueEvent, TransportEvent, TransportFlags,
 };
+use clack_host::events::Pckn;
 use clack_host::prelude::*;
 use clack_host::utils::ClapId;
 
@@ -487,6 +488,8 @@ impl Processor {
 enum InputEvent {
     Param(ParamValueEvent),
     Transport(TransportEvent),
+    NoteOn(NoteOnEvent),
+    NoteOff(NoteOffEvent),
 }
 
 impl InputEvent {
@@ -494,9 +497,15 @@ impl InputEvent {
         match self {
             InputEvent::Param(e) => e.header().time(),
             InputEvent::Transport(e) => e.header.time(),
+            InputEvent::NoteOn(e) => e.header().time(),
+            InputEvent::NoteOff(e) => e.header().time(),
         }
     }
 }
+
+/// A note played into the plugin's note input: (sample in the block, key, velocity 0..1; 0 is a
+/// note-off), on channel 1.
+pub type PlayedNote = (u32, u8, f64);
 
 /// A scripted host timeline: drives a [`Processor`] block by block and records the spans the
 /// reference needs.
@@ -583,6 +592,17 @@ impl Sim {
         frames: u32,
         events: &[ParamValueEvent],
     ) -> Vec<OutNote> {
+        self.block_playing(processor, frames, events, &[])
+    }
+
+    /// [`Sim::block`] with notes played into the plugin's input during the block.
+    pub fn block_playing(
+        &mut self,
+        processor: &mut Processor,
+        frames: u32,
+        events: &[ParamValueEvent],
+        played: &[PlayedNote],
+    ) -> Vec<OutNote> {
         assert_eq!(processor.sample, self.sample, "one Sim per processor run");
         if let Some((loop_start, loop_end)) = self.transport.loop_range {
             // A wrap exactly on the block boundary: the block starts at the loop start.
@@ -617,6 +637,14 @@ impl Sim {
             self.wraps_inside_blocks += 1;
         }
         let mut all: Vec<InputEvent> = events.iter().copied().map(InputEvent::Param).collect();
+        for &(time, key, velocity) in played {
+            let pckn = Pckn::new(0u16, 0u16, key as u16, 0u32);
+            all.push(if velocity > 0.0 {
+                InputEvent::NoteOn(NoteOnEvent::new(time, pckn, velocity))
+            } else {
+                InputEvent::NoteOff(NoteOffEvent::new(time, pckn, 0.0))
+            });
+        }
         if let (Some((w, loop_start, _)), true) = (wrap_at, self.mid_block_transport) {
             if w > 0 && w < frames as u64 {
                 let mut t = self.transport;
@@ -631,6 +659,8 @@ impl Sim {
             match event {
                 InputEvent::Param(e) => buffer.push(e),
                 InputEvent::Transport(e) => buffer.push(e),
+                InputEvent::NoteOn(e) => buffer.push(e),
+                InputEvent::NoteOff(e) => buffer.push(e),
             }
         }
         let notes = processor.process(frames, Some(&start_event), &buffer);
