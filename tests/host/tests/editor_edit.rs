@@ -110,9 +110,10 @@ fn edit(
         click(display, parent, button);
         for _ in 0..30 {
             pump(plugin, processor, sim, 100);
-            let now = phrase_in_state(&plugin.save_state());
-            if now.is_some() && now != before {
-                return now.unwrap();
+            if let Some(now) = phrase_in_state(&plugin.save_state()) {
+                if Some(&now) != before.as_ref() {
+                    return now;
+                }
             }
         }
         assert!(
