@@ -345,8 +345,8 @@ def main(argv=None) -> None:
         "--style-order",
         action="append",
         default=[],
-        metavar="STYLE=ORDER[:NOISE]",
-        help="per-style default order (and noise), e.g. chorale=confidence:3",
+        metavar="STYLE=ORDER[:NOISE[:STEPS]]",
+        help="per-style default order (noise, steps), e.g. chorale=confidence:3:16",
     )
     ap.add_argument(
         "--ops-lib",
@@ -384,9 +384,12 @@ def main(argv=None) -> None:
     }
     for spec in a.style_order:
         style, _, rest = spec.partition("=")
-        order, _, noise = rest.partition(":")
+        order, _, rest = rest.partition(":")
+        noise, _, steps = rest.partition(":")
         assert style in STYLES and order in ("random", "confidence"), spec
         sampler["styles"][style] = {"order": order, "noise": float(noise or 0.0)}
+        if steps:
+            sampler["styles"][style]["steps"] = int(steps)
     card = write_card(a.out, model, cfg, summary, metrics, extra, sampler)
     print(
         f"wrote {a.out} ({a.out.stat().st_size / 1e6:.1f} MB, "

@@ -310,7 +310,7 @@ struct CommonArgs {
     /// Also write every phrase's tokens as JSON lines `{"seed": s, "tokens": [...]}`.
     #[arg(long, value_name = "FILE")]
     tokens_out: Option<PathBuf>,
-    /// Diffusion steps, 1-1000 (default: the model card's).
+    /// Diffusion steps, 1-1000 (default: the model card's for the style).
     #[arg(long, value_parser = value_parser!(u32).range(int_range(limits::STEPS)))]
     steps: Option<u32>,
     /// Unmasking order, random or confidence (default: the model card's).

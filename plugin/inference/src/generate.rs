@@ -300,7 +300,7 @@ fn run_plan(
     let vocab = Vocabulary::remi_v1();
     let steps = settings
         .steps
-        .unwrap_or(denoiser.card().sampler.default_steps)
+        .unwrap_or_else(|| denoiser.card().sampler.steps_for(settings.style.id()))
         .clamp(*STEPS.start(), *STEPS.end());
     let (default_order, default_noise) = denoiser.card().sampler.defaults_for(settings.style.id());
     let sampler = SamplerSettings {

@@ -43,9 +43,20 @@ pub struct StyleSampler {
     pub order: Order,
     #[serde(default)]
     pub noise: f64,
+    /// Its default step count (absent: the card's `default_steps`).
+    #[serde(default)]
+    pub steps: Option<u32>,
 }
 
 impl CardSampler {
+    /// The default step count for `style_id`: its override, else the card's default.
+    pub fn steps_for(&self, style_id: &str) -> u32 {
+        self.styles
+            .get(style_id)
+            .and_then(|s| s.steps)
+            .unwrap_or(self.default_steps)
+    }
+
     /// The default (order, noise) for `style_id`: its override, else the card's default.
     pub fn defaults_for(&self, style_id: &str) -> (Order, f64) {
         self.styles

@@ -148,8 +148,8 @@ impl Plugin for Smdim {
     }
 
     fn filter_state(state: &mut PluginState) {
-        // Generate is a trigger: a saved "on" must not fire when the project is reopened.
-        state.params.remove("generate");
+        // Generate's saved level is restored as saved (hosts and clap-validator check that a
+        // state reproduces); it cannot fire: the first block after a load is never an edge.
         // Projects from before the preview voice routed SMDIM's notes to a synth: they keep
         // sounding as they did (a new instance has it on).
         state

@@ -237,7 +237,25 @@ impl SmdimParams {
             // 64: what a 2,048-token model holds at a melody's density. Saved projects store the
             // plain value, CLAP hosts the plain index: both unchanged from the old 1-16 range.
             bars: IntParam::new("Bars", 4, IntRange::Linear { min: 1, max: 64 }).with_unit(" bars"),
-            steps: IntParam::new("Diffusion steps", 16, IntRange::Linear { min: 1, max: 128 }),
+            // 0 is Auto: the model card's steps for the style (measured: melodies need 32,
+            // chorales are as good at 16; docs/model/STEPS.md). Projects saved with a number
+            // keep it.
+            steps: IntParam::new("Diffusion steps", 0, IntRange::Linear { min: 0, max: 128 })
+                .with_value_to_string(Arc::new(|v| {
+                    if v == 0 {
+                        "Auto".to_string()
+                    } else {
+                        v.to_string()
+                    }
+                }))
+                .with_string_to_value(Arc::new(|s| {
+                    let s = s.trim();
+                    if s.eq_ignore_ascii_case("auto") {
+                        Some(0)
+                    } else {
+                        s.parse().ok()
+                    }
+                })),
             temperature: FloatParam::new(
                 "Temperature",
                 1.0,
@@ -329,7 +347,10 @@ impl SmdimParams {
             } else {
                 120.0
             },
-            steps: Some(self.steps.value().clamp(1, 1000) as u32),
+            steps: match self.steps.value() {
+                0 => None,
+                n => Some(n.clamp(1, 1000) as u32),
+            },
             temperature: self.temperature.value() as f64,
             seed,
             density: self.density.value() as f64,
@@ -419,6 +440,33 @@ mod tests {
             assert_eq!(StyleParam::from_index(index), StyleParam(style));
         }
         assert_eq!(StyleParam::from_index(99), StyleParam(Style::Any));
+    }
+
+    #[test]
+    fn steps_default_to_auto_the_card_s_steps_for_the_style() {
+        let (shared, _inbox, _requests) = crate::shared::Shared::new();
+        let params = SmdimParams::new(StateField(shared));
+        assert_eq!(params.steps.value(), 0);
+        assert_eq!(params.steps.to_string(), "Auto");
+        let settings = params.settings(1, TimeSignature::FOUR_FOUR, 120.0);
+        assert_eq!(
+            settings.steps, None,
+            "Auto leaves the steps to the model card"
+        );
+        let card = smdim_inference::ModelCard::parse(include_str!(
+            "../../../models/smdim-default.card.json"
+        ))
+        .unwrap();
+        assert_eq!(card.sampler.steps_for("melody"), 32);
+        assert_eq!(card.sampler.steps_for("chorale"), 16);
+        let fixed = SmdimParams {
+            steps: IntParam::new("Diffusion steps", 24, IntRange::Linear { min: 0, max: 128 }),
+            ..params
+        };
+        assert_eq!(
+            fixed.settings(1, TimeSignature::FOUR_FOUR, 120.0).steps,
+            Some(24)
+        );
     }
 
     #[test]

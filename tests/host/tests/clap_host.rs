@@ -531,6 +531,7 @@ fn generate_via_parameter_then_state_recall_plays_identically() {
     let notes_a = run(&mut a);
     let mut b = Plugin::new();
     b.load_state(&state);
+    assert_eq!(b.param_value("Generate"), 1.0, "restored as saved");
     let notes_b = run(&mut b);
     assert_eq!(
         notes_a, notes_b,
