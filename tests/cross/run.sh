@@ -26,7 +26,8 @@ cargo test --release --target "$W" -p smdim-host-tests --test clap_host --test p
 x86_64-w64-mingw32-gcc -O2 -shared -o "$OUT/bcryptprimitives.dll" tests/cross/process_prng.c -ladvapi32
 cp "$OUT/bcryptprimitives.dll" "$OUT/deps/"
 
-export WINEPREFIX="$ROOT/target/wine" WINEDEBUG=-all
+# No Mono or Gecko: a new prefix must not ask to download them.
+export WINEPREFIX="$ROOT/target/wine" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
 wine wineboot --init >/dev/null 2>&1 || true
 
