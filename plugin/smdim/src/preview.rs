@@ -76,7 +76,8 @@ enum Voicing {
     On(u8, u8, f32),
     Off(u8, u8),
     Pedal(u8, bool),
-    NotesOff(u8),
+    /// Every key of a channel (`None`: of every channel).
+    NotesOff(Option<u8>),
     SoundOff(u8),
     Choke(Option<u8>),
 }
@@ -87,7 +88,7 @@ impl Voicing {
             Voicing::On(channel, key, velocity) => preview.note_on(channel, key, velocity),
             Voicing::Off(channel, key) => preview.note_off(channel, key),
             Voicing::Pedal(channel, down) => preview.pedal(channel, down),
-            Voicing::NotesOff(channel) => preview.notes_off(Some(channel)),
+            Voicing::NotesOff(channel) => preview.notes_off(channel),
             Voicing::SoundOff(channel) => preview.sound_off(Some(channel)),
             Voicing::Choke(channel) => preview.sound_off(channel),
         }
@@ -117,6 +118,15 @@ fn voice_event<S>(event: &NoteEvent<S>) -> Option<Voicing> {
             key: Key::Number(key),
             ..
         } => Some(Voicing::Off(channel(c), *key)),
+        // CLAP's wildcard note-off ends every matching note.
+        NoteEvent::NoteOff {
+            channel: c,
+            key: Key::Wildcard,
+            ..
+        } => Some(Voicing::NotesOff(match c {
+            Channel::Number(n) => Some(*n),
+            Channel::Wildcard => None,
+        })),
         NoteEvent::Choke { channel: c, .. } => Some(Voicing::Choke(match c {
             Channel::Number(n) => Some(*n),
             Channel::Wildcard => None,
@@ -125,7 +135,7 @@ fn voice_event<S>(event: &NoteEvent<S>) -> Option<Voicing> {
             channel, cc, value, ..
         } => match *cc {
             control_change::DAMPER_PEDAL => Some(Voicing::Pedal(*channel, *value >= 0.5)),
-            control_change::ALL_NOTES_OFF => Some(Voicing::NotesOff(*channel)),
+            control_change::ALL_NOTES_OFF => Some(Voicing::NotesOff(Some(*channel))),
             control_change::ALL_SOUND_OFF => Some(Voicing::SoundOff(*channel)),
             _ => None,
         },
@@ -232,7 +242,15 @@ mod tests {
         };
         assert_eq!(voice_event(&cc(64, 1.0)), Some(Voicing::Pedal(2, true)));
         assert_eq!(voice_event(&cc(64, 0.2)), Some(Voicing::Pedal(2, false)));
-        assert_eq!(voice_event(&cc(123, 0.0)), Some(Voicing::NotesOff(2)));
+        assert_eq!(voice_event(&cc(123, 0.0)), Some(Voicing::NotesOff(Some(2))));
+        let all = NoteEvent::<()>::NoteOff {
+            timing: 0,
+            voice_id: VoiceID::Wildcard,
+            channel: Channel::Wildcard,
+            key: Key::Wildcard,
+            velocity: 0.0,
+        };
+        assert_eq!(voice_event(&all), Some(Voicing::NotesOff(None)));
         assert_eq!(voice_event(&cc(120, 0.0)), Some(Voicing::SoundOff(2)));
         assert_eq!(voice_event(&cc(1, 0.5)), None);
     }
