@@ -158,15 +158,9 @@ impl ModelSource {
         let (bytes, card) = match self {
             ModelSource::Memory { onnx, card_json } => (onnx.clone(), card_json.to_string()),
             ModelSource::Files { onnx, card } => {
-                let read = |path: &Path| {
-                    std::fs::read(path).map_err(|e| InferenceError::ModelFile {
-                        path: path.to_path_buf(),
-                        message: e.to_string(),
-                    })
-                };
-                let card_bytes = read(card)?;
+                let card_bytes = read_model_file(card)?;
                 (
-                    read(onnx)?.into(),
+                    read_model_file(onnx)?.into(),
                     String::from_utf8_lossy(&card_bytes).into_owned(),
                 )
             }
@@ -184,22 +178,24 @@ impl ModelSource {
                 Ok((onnx.clone(), ModelCard::parse(card_json)?))
             }
             ModelSource::Files { onnx, card } => {
-                let read = |path: &Path| {
-                    std::fs::read(path).map_err(|e| InferenceError::ModelFile {
-                        path: path.to_path_buf(),
-                        message: e.to_string(),
-                    })
-                };
-                let bytes = read(onnx)?;
-                let card_text =
-                    String::from_utf8(read(card)?).map_err(|_| InferenceError::ModelFile {
+                let bytes = read_model_file(onnx)?;
+                let card_text = String::from_utf8(read_model_file(card)?).map_err(|_| {
+                    InferenceError::ModelFile {
                         path: card.clone(),
                         message: "not UTF-8".into(),
-                    })?;
+                    }
+                })?;
                 Ok((bytes.into(), ModelCard::parse(&card_text)?))
             }
         }
     }
+}
+
+fn read_model_file(path: &Path) -> Result<Vec<u8>, InferenceError> {
+    std::fs::read(path).map_err(|e| InferenceError::ModelFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// The shipped default model, looked up beside the binary (installed layout), in `models/`

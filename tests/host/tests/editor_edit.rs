@@ -95,6 +95,42 @@ fn saved_source(plugin: &mut Plugin) -> Option<Phrase> {
     serde_json::from_value(saved.get("source")?.clone()).ok()
 }
 
+/// Clicks Use capture until the plugin has a source; returns it.
+fn use_capture(
+    display: &str,
+    parent: u32,
+    plugin: &mut Plugin,
+    processor: &mut Processor,
+    sim: &mut Sim,
+) -> Phrase {
+    let started = Instant::now();
+    loop {
+        click(display, parent, USE_CAPTURE_AT);
+        pump(plugin, processor, sim, 300);
+        if let Some(source) = saved_source(plugin) {
+            return source;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "Use capture did nothing"
+        );
+    }
+}
+
+/// [`PLAYED`] as the source's notes: from bar 5's downbeat, velocity 0.8 as MIDI.
+fn played_from_bar_5() -> Vec<Note> {
+    let velocity = (VELOCITY * 127.0).round() as u8;
+    PLAYED
+        .iter()
+        .map(|&(beat, pitch, length)| Note {
+            start: ((beat - 16.0) * smdim_engine::PPQ as f64) as u32,
+            length: (length * smdim_engine::PPQ as f64) as u32,
+            pitch,
+            velocity,
+        })
+        .collect()
+}
+
 /// Clicks `button` until the current phrase changes; returns the new one.
 fn edit(
     display: &str,
@@ -170,28 +206,8 @@ fn played_notes_are_continued_and_infilled_through_the_editor() {
     );
 
     // Use capture: the newest take, bars 5-6, becomes the source.
-    let started = Instant::now();
-    let source = loop {
-        click(&display, parent, USE_CAPTURE_AT);
-        pump(&mut plugin, &mut processor, &mut sim, 300);
-        if let Some(source) = saved_source(&mut plugin) {
-            break source;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "Use capture did nothing"
-        );
-    };
-    let velocity = (VELOCITY * 127.0).round() as u8;
-    let expected: Vec<Note> = PLAYED
-        .iter()
-        .map(|&(beat, pitch, length)| Note {
-            start: ((beat - 16.0) * smdim_engine::PPQ as f64) as u32,
-            length: (length * smdim_engine::PPQ as f64) as u32,
-            pitch,
-            velocity,
-        })
-        .collect();
+    let source = use_capture(&display, parent, &mut plugin, &mut processor, &mut sim);
+    let expected = played_from_bar_5();
     assert_eq!(source.bars, 2, "{source:?}");
     assert_eq!(source.notes, expected, "the source is what was played");
 
@@ -380,28 +396,8 @@ fn the_newest_loop_pass_becomes_the_source() {
         "heap operations in process"
     );
     sim.set_playing(false);
-    let started = Instant::now();
-    let source = loop {
-        click(&display, parent, USE_CAPTURE_AT);
-        pump(&mut plugin, &mut processor, &mut sim, 300);
-        if let Some(source) = saved_source(&mut plugin) {
-            break source;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "Use capture did nothing"
-        );
-    };
-    let velocity = (VELOCITY * 127.0).round() as u8;
-    let expected: Vec<Note> = PLAYED
-        .iter()
-        .map(|&(beat, pitch, length)| Note {
-            start: ((beat - 16.0) * smdim_engine::PPQ as f64) as u32,
-            length: (length * smdim_engine::PPQ as f64) as u32,
-            pitch,
-            velocity,
-        })
-        .collect();
+    let source = use_capture(&display, parent, &mut plugin, &mut processor, &mut sim);
+    let expected = played_from_bar_5();
     assert_eq!(source.bars, 2, "the loop region: {source:?}");
     assert_eq!(source.notes, expected, "the pass after the wrap, as played");
     close_editor(plugin, processor, &mut sim, conn, parent);
