@@ -167,9 +167,6 @@ impl Plugin for Smdim {
         let _scope = alloc_audit::ProcessScope::enter();
         let block_len = u32::try_from(buffer.samples()).unwrap_or(u32::MAX);
         let channels = buffer.as_slice();
-        for channel in channels.iter_mut() {
-            channel.fill(0.0);
-        }
         let transport = engine_transport(context.transport());
         let params = BlockParams {
             mode: self.params.mode.value().playback(),
@@ -180,20 +177,26 @@ impl Plugin for Smdim {
         self.preview.set_enabled(self.params.preview.value());
         self.preview.set_level(self.params.preview_level.value());
         match channels {
+            // The preview renders (overwrites) the whole block, silence included.
             [left, right] => {
                 let mut io = Voiced::new(ContextIo(context), &mut self.preview, left, right);
                 self.audio
                     .process(&self.shared, &transport, block_len, params, &mut io);
                 io.finish();
             }
-            // Not a layout this plugin declares; the notes still play.
-            _ => self.audio.process(
-                &self.shared,
-                &transport,
-                block_len,
-                params,
-                &mut ContextIo(context),
-            ),
+            // Not a layout this plugin declares; the notes still play, the output is silent.
+            _ => {
+                for channel in channels.iter_mut() {
+                    channel.fill(0.0);
+                }
+                self.audio.process(
+                    &self.shared,
+                    &transport,
+                    block_len,
+                    params,
+                    &mut ContextIo(context),
+                );
+            }
         }
         ProcessStatus::KeepAlive
     }
