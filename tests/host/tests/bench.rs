@@ -85,10 +85,14 @@ fn measurements() {
             per_block * 1e6,
             per_block / block_seconds * 100.0
         ));
-        assert!(
-            per_block / block_seconds < 0.05,
-            "process costs {per_block} s per block"
-        );
+        // The preview row is a measurement only (the voice's cost is benchmarked with
+        // criterion, `cargo bench -p smdim-engine -- audio_512`), never a timed assertion.
+        if !preview {
+            assert!(
+                per_block / block_seconds < 0.05,
+                "process costs {per_block} s per block"
+            );
+        }
         if playing {
             assert!(processor.notes.len() > 1000, "the phrase played");
         }
