@@ -46,6 +46,10 @@ class TrainConfig:
     style_dropout: float = 0.2  # share of windows trained with style 0 (Any)
     chorale_share: float = 0.25  # share of windows drawn from chorales (11 % of the tokens)
     checkpoint_s: float = 240.0  # also checkpoint every this many seconds
+    # Share of steps trained on `short_len`-token windows (batch scaled to the same tokens): a
+    # long-context model must still write the short phrases users ask for most.
+    short_share: float = 0.0
+    short_len: int = 512
     seed: int = 0
 
 
@@ -102,6 +106,8 @@ _LONG = replace(
     model=replace(_DEFAULT.model, max_len=2048),
     train=replace(_DEFAULT.train, batch_size=4, seq_len=2048, lr=5e-4, warmup=100),
 )
+# The long model with half of its steps on 512-token windows (8-bar phrases stay as good).
+_LONG_MIXED = replace(_LONG, name="long-mixed", train=replace(_LONG.train, short_share=0.5))
 _LARGE = Config(
     "large",
     ModelConfig(max_len=1024, d_embed=128, d_model=256, n_blocks=5, ffn_mult=3, dropout=0.1),
@@ -124,6 +130,7 @@ CONFIGS: dict[str, Config] = {
         _TINY,
         _DEFAULT,
         _LONG,
+        _LONG_MIXED,
         _LARGE,
         _transformer(_TINY, 3),
         _transformer(_DEFAULT, 5),

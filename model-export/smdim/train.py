@@ -143,6 +143,19 @@ def train(
         pack=cfg.train.pack,
         chorale_share=cfg.train.chorale_share,
     )
+    short = None
+    if cfg.train.short_share > 0:
+        assert cfg.train.short_len < cfg.train.seq_len, "short windows must be shorter"
+        short = CropSampler(
+            load_tokens("train"),
+            cfg.train.short_len,
+            seed=cfg.train.seed + step + 7_777,
+            transpose=cfg.train.transpose,
+            pack=cfg.train.pack,
+            chorale_share=cfg.train.chorale_share,
+        )
+    short_batch = max(1, cfg.train.batch_size * cfg.train.seq_len // cfg.train.short_len)
+    length_rng = np.random.default_rng(cfg.train.seed + step + 31)
     style_gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + step)
     valid = fixed_valid_batches(cfg, cfg.train.eval_batches)
     T = cfg.diffusion.train_T
@@ -186,7 +199,10 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
-        xb, sb = sampler.styled_batch(cfg.train.batch_size)
+        if short is not None and length_rng.random() < cfg.train.short_share:
+            xb, sb = short.styled_batch(short_batch)
+        else:
+            xb, sb = sampler.styled_batch(cfg.train.batch_size)
         x0 = torch.from_numpy(xb).to(device, non_blocking=True)
         style = None
         if cfg.model.n_styles:
@@ -277,6 +293,9 @@ def main(argv=None) -> None:
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--eval-every", type=int, default=None)
+    ap.add_argument(
+        "--short-share", type=float, default=None, help="share of steps on short windows"
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--resume", action="store_true")
@@ -294,6 +313,8 @@ def main(argv=None) -> None:
         tr = replace(tr, batch_size=a.batch_size)
     if a.eval_every is not None:
         tr = replace(tr, eval_every=a.eval_every)
+    if a.short_share is not None:
+        tr = replace(tr, short_share=a.short_share)
     cfg = replace(cfg, train=tr)
     if a.threads:
         torch.set_num_threads(a.threads)

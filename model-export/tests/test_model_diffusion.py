@@ -289,3 +289,25 @@ def test_init_from_shipped_ema_weights(tmp_path):
     got, _, _ = load_final(tmp_path / "b" / "final_ema.pt")
     for (k, a), b in zip(src.state_dict().items(), got.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+
+
+def test_short_share_mixes_window_lengths_at_equal_tokens(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import smdim.train as tr
+
+    shapes = []
+    real = tr.diffusion_loss
+
+    def spy(model, x0, *a, **k):
+        if model.training:
+            shapes.append(tuple(x0.shape))
+        return real(model, x0, *a, **k)
+
+    monkeypatch.setattr(tr, "diffusion_loss", spy)
+    cfg = get_config("tiny")
+    t = replace(cfg.train, max_steps=24, eval_every=100, short_share=0.5, short_len=16)
+    tr.train(replace(cfg, train=t), tmp_path, torch.device("cpu"), progress_bar=False)
+    long_shape, short_shape = (t.batch_size, t.seq_len), (t.batch_size * t.seq_len // 16, 16)
+    assert set(shapes) == {long_shape, short_shape}
+    assert 4 <= shapes.count(short_shape) <= 20
