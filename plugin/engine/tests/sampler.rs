@@ -357,3 +357,42 @@ fn unconstrained_sampling_is_the_plain_reference() {
     }
     assert!(decode(vocab, &tokens).report.skipped() > 0);
 }
+
+/// A budget under one note (0.2 notes a quarter over two bars of 2/4) still gets a note: found
+/// by `constraints_are_never_violated`, where the whole run was filled with bar lines.
+#[test]
+fn budget_under_one_note_still_gets_one() {
+    for (meter, bars, density) in [
+        ((2, 4), 2, 0.2),
+        ((2, 4), 1, 0.2),
+        ((2, 2), 1, 0.2),
+        ((3, 4), 1, 0.25),
+    ] {
+        let request = PhraseRequest {
+            bars,
+            time_signature: TimeSignature::new(meter.0, meter.1).unwrap(),
+            tempo: Some(100.0),
+            notes_per_quarter: density,
+            lowest_pitch: 21,
+            highest_pitch: 21,
+            key: None,
+            max_notes_per_onset: 1,
+            tokens_per_note: 2.0,
+        };
+        for seed in 0..8 {
+            for order in [Order::Random, Order::Confidence] {
+                for steps in [1, 2, 16] {
+                    let settings = SamplerSettings {
+                        steps,
+                        temperature: 0.0,
+                        top_p: 0.5,
+                        seed,
+                        order,
+                        noise: 0.0,
+                    };
+                    check_phrase(&request, &settings);
+                }
+            }
+        }
+    }
+}

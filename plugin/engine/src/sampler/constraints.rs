@@ -587,10 +587,13 @@ pub fn plan(
             max: max_len,
         });
     }
+    // A run of only bar lines is a phrase of empty bars: however low the density, leave room
+    // for at least one note (every other token of the run belongs to a note).
+    let lines = 2 * (bars - 1);
     let free = (0..=search)
         .flat_map(|d| [target.checked_add(d), target.checked_sub(d)])
         .flatten()
-        .filter(|&f| fits(f))
+        .filter(|&f| f > lines && fits(f))
         .find(|&f| constraints.fillable(f))
         .ok_or(PlanError::NoLayout {
             bars: request.bars,
