@@ -37,13 +37,19 @@ impl Drop for Xvfb {
 /// Starts `Xvfb` (1024 x 768, 24 bit, no TCP) on a display it picks itself (`-displayfd`), so
 /// tests can run in parallel; returns the guard and the display name (`":N"`).
 pub fn start_xvfb() -> (Xvfb, String) {
+    start_xvfb_sized(1024, 768)
+}
+
+/// [`start_xvfb`] with a screen of `width` x `height` (room for a DAW beside the editor).
+pub fn start_xvfb_sized(width: u32, height: u32) -> (Xvfb, String) {
+    let screen = format!("{width}x{height}x24");
     let mut child = Command::new("Xvfb")
         .args([
             "-displayfd",
             "1",
             "-screen",
             "0",
-            "1024x768x24",
+            &screen,
             "-nolisten",
             "tcp",
         ])
