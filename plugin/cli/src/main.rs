@@ -307,6 +307,10 @@ struct CommonArgs {
     /// Phrases to generate, with seeds seed, seed+1, ... (the model loads once).
     #[arg(long, default_value_t = 1, value_parser = value_parser!(u32).range(1..))]
     count: u32,
+    /// Sample the --count phrases together: one batched denoiser call per diffusion step for all
+    /// of them (the same phrases as one by one, in less time). Not for edits.
+    #[arg(long)]
+    batch: bool,
     /// Also write every phrase's tokens as JSON lines `{"seed": s, "tokens": [...]}`.
     #[arg(long, value_name = "FILE")]
     tokens_out: Option<PathBuf>,
@@ -490,17 +494,36 @@ fn run(args: &CommonArgs, bars: u32, meter: TimeSignature, tempo: f32, job: Job)
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let count = args.count;
     let out = args.out.clone();
-    for k in 0..count {
-        let seed = args.seed.wrapping_add(k as u64);
+    let seeds: Vec<u64> = (0..count)
+        .map(|k| args.seed.wrapping_add(k as u64))
+        .collect();
+    let mut batched = match (&job, args.batch) {
+        (_, false) => None,
+        (Job::Generate, true) => Some(
+            smdim_inference::generate_variations(
+                &mut denoiser,
+                &settings,
+                &seeds,
+                &cancel,
+                |_, _| {},
+            )?
+            .into_iter(),
+        ),
+        (Job::Edit { .. }, true) => bail!("--batch samples new phrases only, not edits"),
+    };
+    for &seed in &seeds {
         let settings = GenerationSettings {
             seed,
             ..settings.clone()
         };
-        let generated = match &job {
-            Job::Generate => {
+        let generated = match (&job, batched.as_mut()) {
+            (_, Some(variations)) => variations
+                .next()
+                .context("internal: fewer variations than seeds")?,
+            (Job::Generate, None) => {
                 smdim_inference::generate(&mut denoiser, &settings, &cancel, |_, _| {})?
             }
-            Job::Edit { source, edit } => {
+            (Job::Edit { source, edit }, None) => {
                 smdim_inference::generate_edit(
                     &mut denoiser,
                     &settings,

@@ -153,6 +153,24 @@ pub trait Model {
         style: Style,
         out: &mut Vec<f32>,
     ) -> Result<(), InferenceError>;
+    /// Logits of `batch` sequences of one length laid end to end, `[batch, length, vocab]`
+    /// (by default one call per sequence).
+    fn logits_batch(
+        &mut self,
+        tokens: &[TokenId],
+        batch: usize,
+        style: Style,
+        out: &mut Vec<f32>,
+    ) -> Result<(), InferenceError> {
+        let length = tokens.len() / batch.max(1);
+        out.clear();
+        let mut one = Vec::new();
+        for sequence in tokens.chunks(length.max(1)) {
+            self.logits(sequence, style, &mut one)?;
+            out.extend_from_slice(&one);
+        }
+        Ok(())
+    }
 }
 
 impl Model for Denoiser {
@@ -175,6 +193,16 @@ impl Model for Denoiser {
         out: &mut Vec<f32>,
     ) -> Result<(), InferenceError> {
         Denoiser::logits(self, tokens, style, out)
+    }
+
+    fn logits_batch(
+        &mut self,
+        tokens: &[TokenId],
+        batch: usize,
+        style: Style,
+        out: &mut Vec<f32>,
+    ) -> Result<(), InferenceError> {
+        Denoiser::logits_batch(self, tokens, batch, style, out)
     }
 }
 
@@ -203,6 +231,174 @@ pub fn generate(
         .shape_velocities(settings.velocity.clamp(1, 127), settings.accent);
     phrase_and_run.elapsed = started.elapsed();
     Ok(phrase_and_run)
+}
+
+/// `seeds.len()` phrases of one request that differ only in their seed, sampled in lockstep:
+/// every diffusion step is one batched denoiser call for all of them, so four variations cost
+/// far less than four generations. Variation `i` is what [`generate`] makes with
+/// `settings.seed = seeds[i]` (the batched call's logits equal the single call's up to float
+/// rounding). `progress` receives (steps done, steps); `cancel` stops all of them.
+pub fn generate_variations(
+    denoiser: &mut impl Model,
+    settings: &GenerationSettings,
+    seeds: &[u64],
+    cancel: &AtomicBool,
+    mut progress: impl FnMut(u32, u32),
+) -> Result<Vec<Generated>, InferenceError> {
+    let started = Instant::now();
+    denoiser.check_style(settings.style)?;
+    let vocab = Vocabulary::remi_v1();
+    let plan = plan(
+        vocab,
+        &settings.request(),
+        denoiser.card().length.multiple_of,
+        denoiser.card().length.max,
+    )?;
+    let card = denoiser.card().clone();
+    let provider = denoiser.provider();
+    let steps = settings
+        .steps
+        .unwrap_or_else(|| card.sampler.steps_for(settings.style.id()))
+        .clamp(*STEPS.start(), *STEPS.end());
+    let (requests, calls) = crossbeam_channel::unbounded::<Call>();
+    let finished = std::thread::scope(|scope| {
+        let samplers: Vec<_> = seeds
+            .iter()
+            .map(|&seed| {
+                let settings = GenerationSettings {
+                    seed,
+                    ..settings.clone()
+                };
+                let (reply, replies) = crossbeam_channel::bounded(1);
+                let mut turn = Lockstep {
+                    card: &card,
+                    provider,
+                    calls: requests.clone(),
+                    reply,
+                    replies,
+                };
+                let plan = &plan;
+                scope.spawn(move || run_plan(&mut turn, &settings, plan, cancel, |_, _| {}))
+            })
+            .collect();
+        drop(requests);
+        // Each live sampler sends one message a round: a call (then waits for its logits) or,
+        // when it is done, its goodbye. A round ends when every live sampler has called.
+        let mut live = seeds.len();
+        let mut round = 0;
+        let (mut batch, mut out) = (Vec::new(), Vec::new());
+        while live > 0 {
+            let mut waiting = Vec::with_capacity(live);
+            while waiting.len() < live {
+                match calls.recv() {
+                    Ok(Call::Logits { tokens, reply }) => waiting.push((tokens, reply)),
+                    Ok(Call::Done) => live -= 1,
+                    Err(_) => live = 0,
+                }
+            }
+            if waiting.is_empty() {
+                break;
+            }
+            let length = waiting[0].0.len();
+            let result = if waiting.iter().all(|(t, _)| t.len() == length) {
+                batch.clear();
+                for (tokens, _) in &waiting {
+                    batch.extend_from_slice(tokens);
+                }
+                denoiser.logits_batch(&batch, waiting.len(), settings.style, &mut out)
+            } else {
+                Err(InferenceError::Run(
+                    "internal: variations of one plan differ in length".into(),
+                ))
+            };
+            let each = out.len() / waiting.len();
+            for (i, (_, reply)) in waiting.into_iter().enumerate() {
+                let answer = match &result {
+                    Ok(()) => Ok(out[i * each..(i + 1) * each].to_vec()),
+                    Err(e) => Err(InferenceError::Run(e.to_string())),
+                };
+                let _ = reply.send(answer);
+            }
+            round += 1;
+            progress(round.min(steps), steps);
+        }
+        samplers
+            .into_iter()
+            .map(|s| {
+                s.join().unwrap_or_else(|_| {
+                    Err(InferenceError::Run(
+                        "internal: a variation's sampler panicked".into(),
+                    ))
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut variations = Vec::with_capacity(seeds.len());
+    for generated in finished {
+        let mut generated = generated?;
+        generated
+            .phrase
+            .shape_velocities(settings.velocity.clamp(1, 127), settings.accent);
+        generated.elapsed = started.elapsed();
+        variations.push(generated);
+    }
+    Ok(variations)
+}
+
+/// A sampler's request to the batching loop of [`generate_variations`].
+enum Call {
+    Logits {
+        tokens: Vec<TokenId>,
+        reply: crossbeam_channel::Sender<Result<Vec<f32>, InferenceError>>,
+    },
+    /// The sampler has finished (or failed): the rounds stop waiting for it.
+    Done,
+}
+
+/// One variation's view of the denoiser: its calls go to the batching loop.
+struct Lockstep<'a> {
+    card: &'a ModelCard,
+    provider: Provider,
+    calls: crossbeam_channel::Sender<Call>,
+    reply: crossbeam_channel::Sender<Result<Vec<f32>, InferenceError>>,
+    replies: crossbeam_channel::Receiver<Result<Vec<f32>, InferenceError>>,
+}
+
+impl Model for Lockstep<'_> {
+    fn card(&self) -> &ModelCard {
+        self.card
+    }
+
+    fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    fn check_style(&self, _style: Style) -> Result<(), InferenceError> {
+        Ok(()) // checked once, before the samplers start
+    }
+
+    fn logits(
+        &mut self,
+        tokens: &[TokenId],
+        _style: Style,
+        out: &mut Vec<f32>,
+    ) -> Result<(), InferenceError> {
+        let call = Call::Logits {
+            tokens: tokens.to_vec(),
+            reply: self.reply.clone(),
+        };
+        let gone = || InferenceError::Run("internal: the batching loop stopped".into());
+        self.calls.send(call).map_err(|_| gone())?;
+        *out = self.replies.recv().map_err(|_| gone())??;
+        Ok(())
+    }
+}
+
+impl Drop for Lockstep<'_> {
+    /// Also on an error or a panic, so the batching loop never waits for a sampler that left.
+    fn drop(&mut self) {
+        let _ = self.calls.send(Call::Done);
+    }
 }
 
 /// An edit of the musician's phrase: what was generated, and what quantising the source to the

@@ -23,7 +23,8 @@ pub mod style;
 pub use denoiser::{Denoiser, LoadOptions, Provider, ProviderChoice};
 pub use error::{FallbackReason, InferenceError};
 pub use generate::{
-    generate, generate_edit, EditRecord, Edited, Generated, GenerationSettings, Model,
+    generate, generate_edit, generate_variations, EditRecord, Edited, Generated,
+    GenerationSettings, Model,
 };
 pub use model::{ModelCard, ModelSource};
 pub use pool::SharedDenoiser;

@@ -65,6 +65,16 @@ impl Model for &SharedDenoiser {
         // One turn per call: instances interleave between diffusion steps.
         self.lock().logits(tokens, style, out)
     }
+
+    fn logits_batch(
+        &mut self,
+        tokens: &[TokenId],
+        batch: usize,
+        style: Style,
+        out: &mut Vec<f32>,
+    ) -> Result<(), InferenceError> {
+        self.lock().logits_batch(tokens, batch, style, out)
+    }
 }
 
 /// What makes two loads the same: the model's bytes and card, and the options that shape the
