@@ -276,7 +276,7 @@ fn a_model_without_styles_refuses_melody_and_runs_any() {
 fn count_and_tokens_out_write_one_line_per_seed() {
     let dir = std::env::temp_dir().join(format!("smdim-count-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let run = |order: &str, name: &str| {
+    let run_with = |order: &str, name: &str, extra: &[&str]| {
         let jsonl = dir.join(name);
         let out = smdim()
             .args([
@@ -292,6 +292,7 @@ fn count_and_tokens_out_write_one_line_per_seed() {
             ])
             .args(["--order", order, "--style", "chorale", "--model"])
             .arg(tiny_model())
+            .args(extra)
             .arg("--tokens-out")
             .arg(&jsonl)
             .output()
@@ -310,7 +311,10 @@ fn count_and_tokens_out_write_one_line_per_seed() {
             .collect();
         lines
     };
+    let run = |order: &str, name: &str| run_with(order, name, &[]);
     let random = run("random", "random.jsonl");
+    // --batch: the same phrases, sampled together.
+    assert_eq!(run_with("random", "batch.jsonl", &["--batch"]), random);
     assert_eq!(random.len(), 3);
     let vocab = smdim_engine::Vocabulary::remi_v1();
     for (k, line) in random.iter().enumerate() {

@@ -412,3 +412,143 @@ fn a_style_the_model_lacks_is_an_error_and_any_still_works() {
     };
     assert!(generate(&mut denoiser, &any, &never, |_, _| {}).is_ok());
 }
+
+#[test]
+fn batched_logits_equal_one_call_per_sequence() {
+    let mut denoiser = load(true);
+    let vocab = Vocabulary::remi_v1();
+    let length = 32;
+    let sequences: Vec<Vec<smdim_engine::vocab::TokenId>> = (0..3)
+        .map(|k| {
+            (0..length)
+                .map(|i| {
+                    if (i + k) % 3 == 0 {
+                        vocab.mask_id()
+                    } else {
+                        ((i * 7 + k * 13) % 200 + 4) as smdim_engine::vocab::TokenId
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let mut single = Vec::new();
+    let mut one = Vec::new();
+    for s in &sequences {
+        denoiser.logits(s, Style::Melody, &mut one).unwrap();
+        single.extend_from_slice(&one);
+    }
+    let flat: Vec<smdim_engine::vocab::TokenId> = sequences.concat();
+    let mut batched = Vec::new();
+    denoiser
+        .logits_batch(&flat, 3, Style::Melody, &mut batched)
+        .unwrap();
+    assert_eq!(batched.len(), single.len());
+    let worst = batched
+        .iter()
+        .zip(&single)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "batched logits differ by {worst}");
+    // A batch that does not divide the tokens, or an empty one, is an error, not a panic.
+    assert!(denoiser
+        .logits_batch(&flat, 5, Style::Melody, &mut batched)
+        .is_err());
+    assert!(denoiser
+        .logits_batch(&flat, 0, Style::Melody, &mut batched)
+        .is_err());
+}
+
+#[test]
+fn variations_in_lockstep_are_the_single_generations_of_their_seeds() {
+    let mut denoiser = load(true);
+    let never = AtomicBool::new(false);
+    let seeds = [3u64, 11, 12, 40];
+    let mut progress = Vec::new();
+    let variations = smdim_inference::generate_variations(
+        &mut denoiser,
+        &small_settings(0),
+        &seeds,
+        &never,
+        |done, total| progress.push((done, total)),
+    )
+    .unwrap();
+    assert_eq!(variations.len(), seeds.len());
+    for (v, &seed) in variations.iter().zip(&seeds) {
+        let one = generate(&mut denoiser, &small_settings(seed), &never, |_, _| {}).unwrap();
+        assert_eq!(v.settings.seed, seed);
+        assert_eq!(v.tokens, one.tokens, "seed {seed}");
+        assert_eq!(v.phrase, one.phrase, "seed {seed}");
+    }
+    assert_ne!(variations[0].tokens, variations[1].tokens);
+    // One round per step, not one per variation and step.
+    assert!(!progress.is_empty() && progress.len() <= 12, "{progress:?}");
+    assert_eq!(progress.last().unwrap().1, 12);
+    assert!(smdim_inference::generate_variations(
+        &mut denoiser,
+        &small_settings(0),
+        &[],
+        &never,
+        |_, _| {}
+    )
+    .unwrap()
+    .is_empty());
+}
+
+#[test]
+fn variations_are_cancelled_refused_or_fail_cleanly() {
+    let mut denoiser = load(true);
+    let cancelled = AtomicBool::new(true);
+    let result = smdim_inference::generate_variations(
+        &mut denoiser,
+        &small_settings(1),
+        &[1, 2, 3],
+        &cancelled,
+        |_, _| {},
+    );
+    assert!(
+        matches!(result, Err(InferenceError::Cancelled)),
+        "{result:?}"
+    );
+    // Too long for the tiny model: refused before any sampler starts.
+    let never = AtomicBool::new(false);
+    let long = GenerationSettings {
+        bars: 32,
+        ..small_settings(1)
+    };
+    let result =
+        smdim_inference::generate_variations(&mut denoiser, &long, &[1, 2], &never, |_, _| {});
+    assert!(matches!(result, Err(InferenceError::Plan(_))), "{result:?}");
+    // A model whose run fails: every sampler gets the error, the call returns it, nothing hangs.
+    struct Failing(smdim_inference::ModelCard);
+    impl smdim_inference::Model for Failing {
+        fn card(&self) -> &smdim_inference::ModelCard {
+            &self.0
+        }
+        fn provider(&self) -> Provider {
+            Provider::Cpu
+        }
+        fn check_style(&self, _: Style) -> Result<(), InferenceError> {
+            Ok(())
+        }
+        fn logits(
+            &mut self,
+            _: &[smdim_engine::vocab::TokenId],
+            _: Style,
+            _: &mut Vec<f32>,
+        ) -> Result<(), InferenceError> {
+            Err(InferenceError::Run("the device fell off".into()))
+        }
+    }
+    let mut failing = Failing(denoiser.card.clone());
+    let result = smdim_inference::generate_variations(
+        &mut failing,
+        &small_settings(1),
+        &[1, 2, 3],
+        &never,
+        |_, _| {},
+    );
+    match result {
+        Err(InferenceError::Run(message)) => assert!(message.contains("fell off"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
