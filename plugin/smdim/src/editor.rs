@@ -29,6 +29,8 @@ use crate::state::{device_label, DEVICES};
 use smdim_engine::sampler::edit::Edit;
 
 pub const GENERATE_LABEL: &str = "Generate";
+/// The button that asks for four variations at once (next to Variation).
+pub const FOUR_VARIATIONS_LABEL: &str = "×4";
 
 pub struct SmdimEditor {
     params: Arc<SmdimParams>,
@@ -661,6 +663,19 @@ impl NiceEguiApp for SmdimEditor {
                 .clicked()
             {
                 self.shared.request(Request::Variation);
+            }
+            if ui
+                .add_enabled(
+                    !generating && self.shared.current().is_some(),
+                    egui::Button::new(FOUR_VARIATIONS_LABEL),
+                )
+                .on_hover_text(
+                    "Four variations in one run: all join the history, the last one plays; \
+                     Undo steps back through the others",
+                )
+                .clicked()
+            {
+                self.shared.request(Request::Variations(4));
             }
             if ui
                 .add_enabled(generating, egui::Button::new("Cancel"))

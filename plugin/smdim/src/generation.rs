@@ -33,13 +33,13 @@ use nice_plug::nice_log;
 use smdim_engine::sampler::edit::Edit;
 use smdim_engine::sampler::SplitMix64;
 use smdim_inference::{
-    generate, generate_edit, GenerationSettings, InferenceError, LoadOptions, ProviderChoice,
-    SharedDenoiser,
+    generate, generate_edit, generate_variations, GenerationSettings, InferenceError, LoadOptions,
+    ProviderChoice, SharedDenoiser,
 };
 
 use crate::model;
 use crate::params::SmdimParams;
-use crate::shared::{Phase, Request, Shared};
+use crate::shared::{Phase, Request, Shared, MAX_VARIATIONS};
 
 /// Gets the denoiser for the given options (the embedded model; tests substitute their own).
 pub type Loader =
@@ -446,19 +446,30 @@ impl Worker {
                 stop.store(true, Ordering::SeqCst);
             }
         };
+        let variations = match &request {
+            Request::Variations(n) => (*n).clamp(1, MAX_VARIATIONS),
+            _ => 1,
+        };
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match &edit {
-            None => generate(&mut denoiser, &settings, &stop, progress).map(|g| (g, None)),
+            None if variations > 1 => {
+                let seeds: Vec<u64> = (0..variations).map(|_| fresh_seed()).collect();
+                generate_variations(&mut denoiser, &settings, &seeds, &stop, progress)
+                    .map(|all| (all, None))
+            }
+            None => generate(&mut denoiser, &settings, &stop, progress).map(|g| (vec![g], None)),
             Some((source, edit)) => {
                 generate_edit(&mut denoiser, &settings, source, edit, &stop, progress)
-                    .map(|e| (e.generated, Some(e.report)))
+                    .map(|e| (vec![e.generated], Some(e.report)))
             }
         }));
         let error = match outcome {
-            Ok(Ok((generated, report))) => {
+            Ok(Ok((all, report))) => {
                 self.shared.status.lock().last_quantised = report;
-                let generated = Arc::new(generated);
-                self.shared.status.lock().last_elapsed = Some(generated.elapsed);
-                self.shared.adopt(generated);
+                for generated in all {
+                    let generated = Arc::new(generated);
+                    self.shared.status.lock().last_elapsed = Some(generated.elapsed);
+                    self.shared.adopt(generated);
+                }
                 None
             }
             Ok(Err(e)) => Some(e.to_string()),
@@ -480,7 +491,7 @@ impl Worker {
         let params = &self.params;
         match request {
             Request::Settings(settings) => settings.clone(),
-            Request::Variation => match self.shared.current() {
+            Request::Variation | Request::Variations(_) => match self.shared.current() {
                 Some(current) => GenerationSettings {
                     seed: fresh_seed(),
                     ..current.settings.clone()

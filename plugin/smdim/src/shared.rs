@@ -38,6 +38,9 @@ use smdim_inference::{FallbackReason, Generated, GenerationSettings, Provider, P
 use crate::audio;
 use crate::state::SavedState;
 
+/// The most variations one request samples together.
+pub const MAX_VARIATIONS: u32 = 8;
+
 /// What the editor (or a test, or the audio thread's Generate parameter) asks of the generation
 /// thread.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +50,9 @@ pub enum Request {
     Generate,
     /// The current phrase's settings with a new seed.
     Variation,
+    /// That many variations (2 to [`MAX_VARIATIONS`]) sampled together, one batched denoiser
+    /// call per step; all join the history in order, the last one plays.
+    Variations(u32),
     /// Exactly these settings (tests, tools).
     Settings(GenerationSettings),
     /// Stop what was asked so far; an atomic, never queued.

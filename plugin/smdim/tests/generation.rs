@@ -115,6 +115,47 @@ fn generates_keeps_history_and_errors_leave_the_phrase_playing() {
     assert!(Arc::ptr_eq(&inbox.take().unwrap(), &third));
     assert!(!shared.step(1));
 
+    // Four variations in one batched run: four more history entries with the current settings
+    // and four different seeds, in order; the last one is what plays.
+    shared.request(Request::Variations(4));
+    wait_idle(&shared);
+    assert!(shared.error().is_none(), "{:?}", shared.error());
+    let history = shared.state().history;
+    assert_eq!(history.len(), 7);
+    let four: Vec<_> = history[3..].iter().map(|g| g.settings.clone()).collect();
+    let mut seeds: Vec<u64> = four.iter().map(|s| s.seed).collect();
+    assert!(four
+        .iter()
+        .all(|s| s.bars == third.settings.bars && s.density == third.settings.density));
+    seeds.sort();
+    seeds.dedup();
+    assert_eq!(seeds.len(), 4, "four different seeds");
+    let last = shared.current().unwrap();
+    assert!(Arc::ptr_eq(&last, history.last().unwrap()));
+    assert!(
+        Arc::ptr_eq(&inbox.take().unwrap(), &last),
+        "the last one plays"
+    );
+    // Each is the single generation of its seed.
+    let one = smdim_inference::generate(
+        &mut smdim_inference::Denoiser::load(
+            &smdim::model::source(),
+            &smdim::generation::load_options(ProviderChoice::Cpu),
+        )
+        .unwrap(),
+        &last.settings,
+        &std::sync::atomic::AtomicBool::new(false),
+        |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(one.tokens, last.tokens);
+    // Undo steps back through them to the phrase before.
+    for _ in 0..4 {
+        assert!(shared.step(-1));
+    }
+    assert!(Arc::ptr_eq(&shared.current().unwrap(), &third));
+    assert!(Arc::ptr_eq(&inbox.take().unwrap(), &third));
+
     // A request the model cannot serve (7/8 has no token in the vocabulary) fails with a
     // message; the phrase stays.
     shared.request(Request::Settings(GenerationSettings {
