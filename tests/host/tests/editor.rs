@@ -18,6 +18,17 @@ mod editor_host;
 use editor_host::{close_editor, embed_editor, pump, GENERATE_AT, X11_EMBEDDED};
 
 /// ImageMagick's convert (not a stand-in earlier on PATH).
+/// The centre of the ×4 button in editor pixels (top row, right of Variation).
+const FOUR_VARIATIONS_AT: (u32, u32) = (195, 14);
+
+/// Phrases in the saved history.
+fn history_len(state: &[u8]) -> usize {
+    let state: serde_json::Value = serde_json::from_slice(state).unwrap();
+    let field = state["fields"]["smdim-state"].as_str().unwrap();
+    let saved: serde_json::Value = serde_json::from_str(field).unwrap();
+    saved["history"].as_array().map_or(0, Vec::len)
+}
+
 fn convert() -> &'static str {
     ["/usr/bin/convert-im6.q16", "/usr/bin/convert"]
         .into_iter()
@@ -158,6 +169,32 @@ fn editor_opens_renders_and_generate_click_produces_a_phrase() {
         processor.notes.iter().any(|n| n.on),
         "the generated phrase plays"
     );
+
+    // ×4 (right of Variation): four variations join the history, the last becomes current.
+    xdotool(
+        &display,
+        &[
+            "mousemove",
+            "--window",
+            &parent.to_string(),
+            &FOUR_VARIATIONS_AT.0.to_string(),
+            &FOUR_VARIATIONS_AT.1.to_string(),
+            "click",
+            "1",
+        ],
+    );
+    let started = Instant::now();
+    while history_len(&plugin.save_state()) < 5 && started.elapsed() < Duration::from_secs(60) {
+        pump(&mut plugin, &mut processor, &mut sim, 100);
+    }
+    assert_eq!(
+        history_len(&plugin.save_state()),
+        5,
+        "four variations after the phrase"
+    );
+    let current = phrase_in_state(&plugin.save_state()).unwrap();
+    assert_ne!(current, phrase);
+    assert_eq!(current.bars, phrase.bars);
 
     close_editor(plugin, processor, &mut sim, conn, parent);
     std::thread::sleep(Duration::from_millis(200));

@@ -13,7 +13,7 @@ use smdim_x11_test_support::{start_xvfb, xdotool, DropTarget, Mode};
 
 /// The centre of the "Drag .mid" handle in editor pixels (top row, after Export .mid; see
 /// `plugin/smdim/src/editor.rs` and `target/editor-test/editor.png`).
-const DRAG_HANDLE_AT: (u32, u32) = (506, 14);
+const DRAG_HANDLE_AT: (u32, u32) = (546, 14);
 
 /// Where the drop target's window stands: right of the editor.
 const TARGET_AT: (i16, i16) = (800, 150);
@@ -78,7 +78,7 @@ fn dragging_the_handle_drops_the_phrase_file_into_an_xdnd_target() {
     pump(&mut plugin, &mut processor, &mut sim, 200);
     xdotool(&display, &["mousedown", "1"]);
     pump(&mut plugin, &mut processor, &mut sim, 200);
-    for (x, y) in [(515, 18), (540, 30), (600, 60), (700, 120)] {
+    for (x, y) in [(555, 18), (540, 30), (600, 60), (700, 120)] {
         at(x, y);
         pump(&mut plugin, &mut processor, &mut sim, 150);
     }

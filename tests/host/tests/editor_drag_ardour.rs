@@ -20,7 +20,7 @@ mod editor_host;
 use editor_host::{close_editor, embed_editor, pump, GENERATE_AT};
 
 /// The centre of the "Drag .mid" handle in editor pixels (as in `editor_drag.rs`).
-const DRAG_HANDLE_AT: (u32, u32) = (506, 14);
+const DRAG_HANDLE_AT: (u32, u32) = (546, 14);
 
 /// Where Ardour's main window is put: below the editor (800 x 540 at the origin).
 const ARDOUR_AT: (i32, i32) = (0, 580);
@@ -298,7 +298,7 @@ fn dragging_the_handle_onto_an_ardour_track_imports_the_phrase_at_the_drop_bar()
     pump(&mut plugin, &mut processor, &mut sim, 200);
     xdotool(&display, &["mousedown", "1"]);
     pump(&mut plugin, &mut processor, &mut sim, 200);
-    for (x, y) in [(515, 18), (540, 60), (520, 300), (480, 600)] {
+    for (x, y) in [(555, 18), (540, 60), (520, 300), (480, 600)] {
         in_editor(x, y);
         pump(&mut plugin, &mut processor, &mut sim, 150);
     }
