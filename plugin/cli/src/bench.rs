@@ -160,8 +160,78 @@ pub fn run(args: BenchArgs) -> Result<()> {
             );
         }
     }
+    if let Some(path) = smdim_inference::model::default_model_path() {
+        variations_table(&path, args.threads)?;
+    }
     if let Some(peak) = peak_rss_mib() {
         println!("\npeak RSS of this process: {peak:.0} MiB");
+    }
+    Ok(())
+}
+
+/// Four variations of an 8-bar phrase at the defaults: one by one against one batched run
+/// (`generate_variations`), per style, median of 3 rounds, against one phrase.
+fn variations_table(path: &std::path::Path, threads: usize) -> Result<()> {
+    let options = LoadOptions {
+        threads,
+        ..Default::default()
+    };
+    let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(path), &options)?;
+    let never = AtomicBool::new(false);
+    println!("\nfour variations of an 8-bar phrase at the defaults, median of 3 rounds");
+    println!("| style | one phrase | 4 one by one | 4 in one batched run | batched / one | batched / one by one |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for style in [Style::Melody, Style::Chorale] {
+        if denoiser.check_style(style).is_err() {
+            continue;
+        }
+        let (mut one, mut serial, mut batched) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..3u64 {
+            let settings = GenerationSettings {
+                style,
+                ..Default::default()
+            };
+            let seeds: Vec<u64> = (0..4).map(|k| 100 * round + k).collect();
+            let started = Instant::now();
+            generate(
+                &mut denoiser,
+                &GenerationSettings {
+                    seed: seeds[0],
+                    ..settings.clone()
+                },
+                &never,
+                |_, _| {},
+            )?;
+            one.push(started.elapsed());
+            let started = Instant::now();
+            for &seed in &seeds {
+                generate(
+                    &mut denoiser,
+                    &GenerationSettings {
+                        seed,
+                        ..settings.clone()
+                    },
+                    &never,
+                    |_, _| {},
+                )?;
+            }
+            serial.push(started.elapsed());
+            let started = Instant::now();
+            smdim_inference::generate_variations(
+                &mut denoiser,
+                &settings,
+                &seeds,
+                &never,
+                |_, _| {},
+            )?;
+            batched.push(started.elapsed());
+        }
+        let (one, serial, batched) = (ms(median(one)), ms(median(serial)), ms(median(batched)));
+        println!(
+            "| {style} | {one:.0} ms | {serial:.0} ms | {batched:.0} ms | {:.2}x | {:.2}x |",
+            batched / one,
+            batched / serial
+        );
     }
     Ok(())
 }
