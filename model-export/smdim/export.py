@@ -282,9 +282,12 @@ def parity_with_lib(model: Denoiser, onnx_path: Path, lib: str, L: int = 256) ->
     toks = torch.randint(
         0, model.cfg.vocab_size, (2, L), generator=torch.Generator().manual_seed(3)
     )
+    # The same style on both sides (a styled model's `style=None` is not style 0).
+    style = torch.arange(2) % max(model.cfg.n_styles, 1)
     with torch.no_grad():
-        ref = model.cpu().eval()(toks).numpy()
-    return float(np.abs(ref - sess.run(["logits"], _feed(model, toks))[0]).max())
+        ref = model.cpu().eval()(toks, style if model.cfg.n_styles else None).numpy()
+    got = sess.run(["logits"], _feed(model, toks, style))[0]
+    return float(np.abs(ref - got).max())
 
 
 def sampling_parity(
