@@ -89,3 +89,22 @@ def test_shipped_model_and_card():
         for b, L in ((1, 8), (2, 256)):
             out = fn(np.full((b, L), load_vocab().mask_id))
             assert out.shape == (b, L, 271) and np.isfinite(out).all()
+
+
+def test_shipped_cpu_twin_matches_its_source():
+    """models/smdim-default-int8.onnx (python -m smdim.quantize): its card names the fp32 source
+    it was made from, and the paired ELBO (same windows, same masks) stays within 1 %."""
+    import hashlib
+
+    from smdim.quantize import card_path, paired_elbo
+
+    twin = MODELS / "smdim-default-int8.onnx"
+    assert twin.exists(), "run python -m smdim.quantize"
+    card = json.loads(card_path(twin).read_text())
+    source = json.loads(card_path(SHIPPED).read_text())
+    assert card["onnx_sha256"] == hashlib.sha256(twin.read_bytes()).hexdigest()
+    assert card["quantization"]["source_sha256"] == source["onnx_sha256"], "made from this model"
+    assert card["length"] == source["length"] and card["styles"] == source["styles"]
+    assert twin.stat().st_size < SHIPPED.stat().st_size / 2
+    fp32, int8 = paired_elbo([SHIPPED, twin], batches=4, length=128, chorale_share=0.5)
+    assert int8 <= fp32 * 1.01, (fp32, int8)

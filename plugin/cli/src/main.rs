@@ -432,7 +432,7 @@ fn run(args: &CommonArgs, bars: u32, meter: TimeSignature, tempo: f32, job: Job)
         .context("--provider is cpu, cuda, tensorrt or auto")?;
     let model_path = match &args.model {
         Some(path) => path.clone(),
-        None => smdim_inference::model::default_model_path()
+        None => smdim_inference::model::default_model_path_for(provider)
             .context("no model found: pass --model, set SMDIM_MODEL, or keep models/smdim-default.onnx beside the binary")?,
     };
     let mut options = LoadOptions {

@@ -198,18 +198,41 @@ fn read_model_file(path: &Path) -> Result<Vec<u8>, InferenceError> {
     })
 }
 
-/// The shipped default model, looked up beside the binary (installed layout), in `models/`
-/// of the source tree, or at `SMDIM_MODEL`.
+/// The shipped default model (fp32, the graph GPUs run), looked up beside the binary
+/// (installed layout), in `models/` of the source tree, or at `SMDIM_MODEL`.
 pub fn default_model_path() -> Option<PathBuf> {
+    find_shipped("smdim-default.onnx")
+}
+
+/// The shipped model for `provider`: on the CPU its int8 twin `smdim-default-int8.onnx`
+/// (`python -m smdim.quantize`: same ELBO, faster on CPUs) where it is found, else the fp32
+/// graph; `SMDIM_MODEL` wins either way.
+pub fn default_model_path_for(provider: crate::ProviderChoice) -> Option<PathBuf> {
+    if provider == crate::ProviderChoice::Cpu && std::env::var_os("SMDIM_MODEL").is_none() {
+        if let Some(path) = find_shipped(CPU_MODEL_FILE) {
+            return Some(path);
+        }
+    }
+    default_model_path()
+}
+
+/// The file name of the shipped model's CPU twin.
+pub const CPU_MODEL_FILE: &str = "smdim-default-int8.onnx";
+
+fn find_shipped(file: &str) -> Option<PathBuf> {
     let mut candidates = Vec::new();
     if let Some(path) = std::env::var_os("SMDIM_MODEL") {
         candidates.push(PathBuf::from(path));
     }
     if let Some(dir) = crate::runtime::own_binary_dir() {
-        candidates.push(dir.join("models/smdim-default.onnx"));
-        candidates.push(dir.join("smdim-default.onnx"));
+        candidates.push(dir.join("models").join(file));
+        candidates.push(dir.join(file));
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/smdim-default.onnx"));
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models")
+            .join(file),
+    );
     candidates
         .into_iter()
         .find(|p| p.is_file())
@@ -225,6 +248,24 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CPU gets the int8 twin, GPU choices the fp32 graph (the source tree ships both).
+    #[test]
+    fn the_cpu_runs_the_int8_twin_and_gpus_the_fp32_graph() {
+        if std::env::var_os("SMDIM_MODEL").is_some() {
+            return; // an override wins for every provider (documented); nothing to compare
+        }
+        let cpu = default_model_path_for(crate::ProviderChoice::Cpu).expect("models/ has the twin");
+        assert_eq!(cpu.file_name().unwrap(), CPU_MODEL_FILE);
+        for gpu in [
+            crate::ProviderChoice::Cuda,
+            crate::ProviderChoice::TensorRt,
+            crate::ProviderChoice::Auto,
+        ] {
+            let path = default_model_path_for(gpu).unwrap();
+            assert_eq!(path.file_name().unwrap(), "smdim-default.onnx");
+        }
+    }
 
     const STYLED: &str = include_str!("../tests/data/tiny.card.json");
     const NOSTYLE: &str = include_str!("../tests/data/tiny-nostyle.card.json");

@@ -48,7 +48,7 @@ pub type Loader =
 /// The embedded model with `options`: the process's shared session when another instance
 /// already loaded it, else a new one that later instances share.
 pub fn embedded_loader() -> Loader {
-    Box::new(|options| smdim_inference::pool::shared(&model::source(), options))
+    Box::new(|options| smdim_inference::pool::shared(&model::source_for(options.provider), options))
 }
 
 /// Load options for `device`, with the per-user ONNX Runtime folder searched too.

@@ -139,7 +139,7 @@ fn generates_keeps_history_and_errors_leave_the_phrase_playing() {
     // Each is the single generation of its seed.
     let one = smdim_inference::generate(
         &mut smdim_inference::Denoiser::load(
-            &smdim::model::source(),
+            &smdim::model::source_for(ProviderChoice::Cpu),
             &smdim::generation::load_options(ProviderChoice::Cpu),
         )
         .unwrap(),
