@@ -88,6 +88,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let mut native = load(true)?;
     let mut fallback = load(false)?;
+    let mut int8 = match &args.int8 {
+        Some(path) => Some(Denoiser::load(
+            &ModelSource::from_onnx_path(path),
+            &LoadOptions {
+                threads: args.threads,
+                ..Default::default()
+            },
+        )?),
+        None => None,
+    };
     let steps = args.steps.unwrap_or(native.card.sampler.default_steps);
     println!(
         "model {} ({} parameters), {} thread(s), {} steps, style {}, provider {}\n",
@@ -98,69 +108,93 @@ pub fn run(args: BenchArgs) -> Result<()> {
         args.style,
         native.provider
     );
-    println!("| tokens | forward, native scan | forward, ONNX Scan | scan gain | native tokens/s | sampling, native | sampling, ONNX Scan | sampling, PyTorch eager | Rust vs PyTorch |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| tokens | forward, native scan | forward, ONNX Scan | scan gain | forward, int8 twin | native tokens/s | sampling, native | sampling, ONNX Scan | sampling, int8 twin | sampling, PyTorch eager | Rust vs PyTorch | int8 twin vs PyTorch |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &length in &args.lengths {
         if length > native.card.length.max {
             println!(
-                "| {length} | (model takes at most {}) |||||||",
+                "| {length} | (model takes at most {}) ||||||||||",
                 native.card.length.max
             );
             continue;
         }
         let a = time_model(&mut native, length, steps, args.style)?;
         let b = time_model(&mut fallback, length, steps, args.style)?;
+        let q = match int8.as_mut() {
+            Some(d) => Some(time_model(d, length, steps, args.style)?),
+            None => None,
+        };
         let torch_ms = torch
             .as_ref()
             .and_then(|t| t["lengths"][length.to_string()]["phrase_ms"].as_f64());
+        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "| {length} | {:.1} ms | {:.1} ms | {:.1}x | {:.0} | {:.0} ms | {:.0} ms | {} | {} |",
+            "| {length} | {:.1} ms | {:.1} ms | {:.1}x | {} | {:.0} | {:.0} ms | {:.0} ms | {} | {} | {} | {} |",
             ms(a.forward),
             ms(b.forward),
             ms(b.forward) / ms(a.forward),
+            or_dash(q.as_ref().map(|q| format!("{:.1} ms", ms(q.forward)))),
             length as f64 / a.forward.as_secs_f64(),
             ms(a.sampling),
             ms(b.sampling),
-            torch_ms.map_or("-".into(), |t| format!("{t:.0} ms")),
-            torch_ms.map_or("-".into(), |t| format!("{:.1}x", t / ms(a.sampling))),
+            or_dash(q.as_ref().map(|q| format!("{:.0} ms", ms(q.sampling)))),
+            or_dash(torch_ms.map(|t| format!("{t:.0} ms"))),
+            or_dash(torch_ms.map(|t| format!("{:.1}x", t / ms(a.sampling)))),
+            or_dash(torch_ms.zip(q.as_ref()).map(|(t, q)| format!("{:.1}x", t / ms(q.sampling)))),
         );
     }
-    drop((native, fallback));
+    drop((native, fallback, int8));
 
-    if let Some(path) = smdim_inference::model::default_model_path() {
-        println!("\nshipped model {}: 8-bar phrase at default settings (constrained sampling), median of 3 seeds", path.display());
-        for native_scan in [true, false] {
-            let options = LoadOptions {
-                native_scan,
-                threads: args.threads,
-                ..Default::default()
-            };
-            let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(&path), &options)?;
-            let mut times = Vec::new();
-            let mut tokens = 0;
-            for seed in 0..3 {
-                let settings = GenerationSettings {
-                    seed,
-                    style: args.style,
-                    ..Default::default()
-                };
-                let generated =
-                    generate(&mut denoiser, &settings, &AtomicBool::new(false), |_, _| {})?;
-                tokens = generated.tokens.len();
-                times.push(generated.elapsed);
+    let shipped = [
+        ("fp32", smdim_inference::model::default_model_path()),
+        (
+            "int8 twin",
+            smdim_inference::model::default_model_path_for(smdim_inference::ProviderChoice::Cpu)
+                .filter(|p| p.ends_with(smdim_inference::model::CPU_MODEL_FILE)),
+        ),
+    ];
+    println!("\nshipped model: an 8-bar phrase of 4/4 at the default settings (constrained sampling, model loaded), median of 5 seeds");
+    println!("| model | style | steps | tokens | time |");
+    println!("|---|---|---:|---:|---:|");
+    for (label, path) in &shipped {
+        let Some(path) = path else { continue };
+        let options = LoadOptions {
+            threads: args.threads,
+            ..Default::default()
+        };
+        let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(path), &options)?;
+        for style in [Style::Melody, Style::Chorale] {
+            let auto = denoiser.card.sampler.steps_for(style.id());
+            let mut budgets = vec![auto, 32, 16];
+            budgets.dedup();
+            budgets.sort_unstable_by(|a, b| b.cmp(a));
+            budgets.dedup();
+            for steps in budgets {
+                let mut times = Vec::new();
+                let mut tokens = 0;
+                for seed in 0..5 {
+                    let settings = GenerationSettings {
+                        seed,
+                        style,
+                        steps: Some(steps),
+                        ..Default::default()
+                    };
+                    let generated =
+                        generate(&mut denoiser, &settings, &AtomicBool::new(false), |_, _| {})?;
+                    tokens = generated.tokens.len();
+                    times.push(generated.elapsed);
+                }
+                println!(
+                    "| {label} | {style} | {steps}{} | {tokens} | {:.0} ms |",
+                    if steps == auto { " (Auto)" } else { "" },
+                    ms(median(times))
+                );
             }
-            println!(
-                "  {}: {:.0} ms for {tokens} tokens",
-                if native_scan {
-                    "native scan"
-                } else {
-                    "ONNX Scan fallback"
-                },
-                ms(median(times))
-            );
         }
     }
-    if let Some(path) = smdim_inference::model::default_model_path() {
+    if let Some(path) =
+        smdim_inference::model::default_model_path_for(smdim_inference::ProviderChoice::Cpu)
+    {
         variations_table(&path, args.threads)?;
     }
     if let Some(peak) = peak_rss_mib() {

@@ -224,6 +224,9 @@ struct BenchArgs {
     /// PyTorch timings of the same weights (torch.json from tests/bench/torch_reference.py).
     #[arg(long)]
     torch: Option<PathBuf>,
+    /// The model's int8 twin (`python -m smdim.quantize --src MODEL`), timed beside it.
+    #[arg(long)]
+    int8: Option<PathBuf>,
     #[arg(long, default_value = "256,512,1024,2048", value_delimiter = ',',
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     lengths: Vec<usize>,
