@@ -457,8 +457,17 @@ mod tests {
             "../../../models/smdim-default.card.json"
         ))
         .unwrap();
-        assert_eq!(card.sampler.steps_for("melody"), 32);
+        // docs/model/STEPS.md: 16 steps are as good as 32 at n = 512 for both styles.
+        assert_eq!(card.sampler.steps_for("melody"), 16);
         assert_eq!(card.sampler.steps_for("chorale"), 16);
+        let twin = smdim_inference::ModelCard::parse(include_str!(
+            "../../../models/smdim-default-int8.card.json"
+        ))
+        .unwrap();
+        for style in ["any", "melody", "chorale"] {
+            assert_eq!(twin.sampler.steps_for(style), card.sampler.steps_for(style));
+            assert_eq!(twin.sampler.defaults_for(style), card.sampler.defaults_for(style));
+        }
         let fixed = SmdimParams {
             steps: IntParam::new("Diffusion steps", 24, IntRange::Linear { min: 0, max: 128 }),
             ..params
