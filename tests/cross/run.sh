@@ -22,7 +22,8 @@ cargo build --release --target "$W" -p smdim-cli
 cargo xtask bundle smdim --release --target windows
 cargo test --release --target "$W" -p smdim --lib --no-run
 cargo test --release --target "$W" -p smdim-host-tests --test clap_host --test preview --no-run
-# Test-only stand-in for bcryptprimitives.dll, which Wine 8.0 lacks (see process_prng.c).
+# Test-only stand-in for bcryptprimitives.dll, which Wine 8.0 lacks; it also asks Linux for the
+# AMX state ONNX Runtime's int8 kernels use (see process_prng.c).
 x86_64-w64-mingw32-gcc -O2 -shared -o "$OUT/bcryptprimitives.dll" tests/cross/process_prng.c -ladvapi32
 cp "$OUT/bcryptprimitives.dll" "$OUT/deps/"
 
