@@ -466,7 +466,10 @@ mod tests {
         .unwrap();
         for style in ["any", "melody", "chorale"] {
             assert_eq!(twin.sampler.steps_for(style), card.sampler.steps_for(style));
-            assert_eq!(twin.sampler.defaults_for(style), card.sampler.defaults_for(style));
+            assert_eq!(
+                twin.sampler.defaults_for(style),
+                card.sampler.defaults_for(style)
+            );
         }
         let fixed = SmdimParams {
             steps: IntParam::new("Diffusion steps", 24, IntRange::Linear { min: 0, max: 128 }),
