@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use smdim_host_tests::{phrase_in_state, HostTransport, Plugin, Sim};
+use smdim_host_tests::{HostTransport, Plugin, Sim};
 use smdim_x11_test_support::{start_xvfb, xdotool, DropTarget, Mode};
 
 /// The centre of the "Drag .mid" handle in editor pixels (top row, after Export .mid; see
@@ -20,7 +20,7 @@ const TARGET_AT: (i16, i16) = (800, 150);
 
 mod editor_host;
 
-use editor_host::{close_editor, embed_editor, pump, GENERATE_AT};
+use editor_host::{close_editor, embed_editor, generate_by_click, move_in_editor, pump};
 
 #[test]
 fn dragging_the_handle_drops_the_phrase_file_into_an_xdnd_target() {
@@ -42,34 +42,8 @@ fn dragging_the_handle_drops_the_phrase_file_into_an_xdnd_target() {
     let (conn, parent, _) = embed_editor(&mut plugin, &display);
     pump(&mut plugin, &mut processor, &mut sim, 1500);
 
-    let at = |x: u32, y: u32| {
-        xdotool(
-            &display,
-            &[
-                "mousemove",
-                "--window",
-                &parent.to_string(),
-                &x.to_string(),
-                &y.to_string(),
-            ],
-        );
-    };
-    // Generate (the editor may still be opening: click until a phrase exists).
-    let started = Instant::now();
-    let mut phrase = None;
-    while phrase.is_none() && started.elapsed() < Duration::from_secs(60) {
-        at(GENERATE_AT.0, GENERATE_AT.1);
-        xdotool(&display, &["click", "1"]);
-        for _ in 0..20 {
-            pump(&mut plugin, &mut processor, &mut sim, 100);
-            phrase = phrase_in_state(&plugin.save_state());
-            if phrase.is_some() {
-                break;
-            }
-        }
-    }
-    let phrase = phrase.expect("Generate produced a phrase");
-    pump(&mut plugin, &mut processor, &mut sim, 500);
+    let at = |x: u32, y: u32| move_in_editor(&display, parent, x, y);
+    let phrase = generate_by_click(&mut plugin, &mut processor, &mut sim, &display, parent);
 
     // The drop target sits right of the editor.
     let target = DropTarget::start(&display, TARGET_AT, Mode::Accept);

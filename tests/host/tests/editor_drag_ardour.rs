@@ -12,12 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use smdim_engine::phrase::{Phrase, PPQ};
-use smdim_host_tests::{phrase_in_state, HostTransport, Plugin, Sim};
+use smdim_host_tests::{HostTransport, Plugin, Sim};
 use smdim_x11_test_support::{start_xvfb_sized, xdotool};
 
 mod editor_host;
 
-use editor_host::{close_editor, embed_editor, pump, GENERATE_AT};
+use editor_host::{close_editor, embed_editor, generate_by_click, move_in_editor, pump};
 
 /// The centre of the "Drag .mid" handle in editor pixels (as in `editor_drag.rs`).
 const DRAG_HANDLE_AT: (u32, u32) = (546, 14);
@@ -290,33 +290,8 @@ fn dragging_the_handle_onto_an_ardour_track_imports_the_phrase_at_the_drop_bar()
     sim.block(&mut processor, 512, &[]);
     let (conn, parent, _) = embed_editor(&mut plugin, &display);
     pump(&mut plugin, &mut processor, &mut sim, 1500);
-    let in_editor = |x: u32, y: u32| {
-        xdotool(
-            &display,
-            &[
-                "mousemove",
-                "--window",
-                &parent.to_string(),
-                &x.to_string(),
-                &y.to_string(),
-            ],
-        );
-    };
-    let started = Instant::now();
-    let mut phrase = None;
-    while phrase.is_none() && started.elapsed() < Duration::from_secs(60) {
-        in_editor(GENERATE_AT.0, GENERATE_AT.1);
-        xdotool(&display, &["click", "1"]);
-        for _ in 0..20 {
-            pump(&mut plugin, &mut processor, &mut sim, 100);
-            phrase = phrase_in_state(&plugin.save_state());
-            if phrase.is_some() {
-                break;
-            }
-        }
-    }
-    let phrase = phrase.expect("Generate produced a phrase");
-    pump(&mut plugin, &mut processor, &mut sim, 500);
+    let in_editor = |x: u32, y: u32| move_in_editor(&display, parent, x, y);
+    let phrase = generate_by_click(&mut plugin, &mut processor, &mut sim, &display, parent);
 
     // Bar 5's line on the track lane, in screen pixels.
     let bar_samples = 4.0 * 60.0 / BPM * RATE as f64;

@@ -97,3 +97,46 @@ pub fn close_editor(
     conn.flush().unwrap();
     drop(conn);
 }
+
+/// Moves the pointer to editor pixel (`x`, `y`) of the host window `parent`.
+#[allow(dead_code)] // not every test binary that compiles this module moves in the editor
+pub fn move_in_editor(display: &str, parent: Window, x: u32, y: u32) {
+    smdim_x11_test_support::xdotool(
+        display,
+        &[
+            "mousemove",
+            "--window",
+            &parent.to_string(),
+            &x.to_string(),
+            &y.to_string(),
+        ],
+    );
+}
+
+/// Clicks Generate until the plugin's saved state holds a phrase (the editor may still be
+/// opening when the first click lands), then lets the editor draw it.
+#[allow(dead_code)]
+pub fn generate_by_click(
+    plugin: &mut Plugin,
+    processor: &mut Processor,
+    sim: &mut Sim,
+    display: &str,
+    parent: Window,
+) -> smdim_engine::Phrase {
+    let started = Instant::now();
+    let mut phrase = None;
+    while phrase.is_none() && started.elapsed() < Duration::from_secs(60) {
+        move_in_editor(display, parent, GENERATE_AT.0, GENERATE_AT.1);
+        smdim_x11_test_support::xdotool(display, &["click", "1"]);
+        for _ in 0..20 {
+            pump(plugin, processor, sim, 100);
+            phrase = smdim_host_tests::phrase_in_state(&plugin.save_state());
+            if phrase.is_some() {
+                break;
+            }
+        }
+    }
+    let phrase = phrase.expect("Generate produced a phrase");
+    pump(plugin, processor, sim, 500);
+    phrase
+}
