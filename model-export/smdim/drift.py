@@ -119,9 +119,9 @@ def main(argv=None) -> None:
     doc = (
         "# Late drift at 64 bars\n\n"
         f"`python -m smdim.drift --model {args.model.name} --n {args.n} --seed {args.seed}`: "
-        "the 2,048-token fine-tune (`model-export/checkpoints/smdim-long-ema-fp16.pt`, exported "
-        "with max length 2,048), CLI defaults (32 steps, random order, top-p 0.95, density "
-        "1.85 notes per quarter: 1,554 tokens), bars 49-64 of each phrase against its bars "
+        "the shipped 2,048-token model (`model-export/checkpoints/smdim-long-ema-fp16.pt`, "
+        "exported with max length 2,048), CLI defaults (the card's steps, random order, top-p "
+        "0.95, density 1.85 notes per quarter: 1,554 tokens), bars 49-64 of each phrase against its bars "
         "1-16. Higher OA, same key and a density ratio near the real one mean less drift; the "
         "real row is the target (no worse than real music).\n\n"
         f"{table}\n\nGeneration took {np.median(times):.0f} ms per 64-bar phrase (median, "
