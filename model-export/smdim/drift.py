@@ -121,9 +121,9 @@ def main(argv=None) -> None:
         f"`python -m smdim.drift --model {args.model.name} --n {args.n} --seed {args.seed}`: "
         "the shipped 2,048-token model (`model-export/checkpoints/smdim-long-ema-fp16.pt`, "
         "exported with max length 2,048), CLI defaults (the card's steps, random order, top-p "
-        "0.95, density 1.85 notes per quarter: 1,554 tokens), bars 49-64 of each phrase against its bars "
-        "1-16. Higher OA, same key and a density ratio near the real one mean less drift; the "
-        "real row is the target (no worse than real music).\n\n"
+        "0.95, density 1.85 notes per quarter: 1,554 tokens), bars 49-64 of each phrase against "
+        "its bars 1-16. Higher OA, same key and a density ratio near the real one mean less "
+        "drift; the real row is the target (no worse than real music).\n\n"
         f"{table}\n\nGeneration took {np.median(times):.0f} ms per 64-bar phrase (median, "
         "2 threads of a 2-core build machine, model loaded once).\n"
     )
