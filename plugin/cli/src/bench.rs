@@ -192,10 +192,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
         }
     }
-    if let Some(path) =
-        smdim_inference::model::default_model_path_for(smdim_inference::ProviderChoice::Cpu)
-    {
-        variations_table(&path, args.threads)?;
+    println!("\nfour variations of an 8-bar phrase at the defaults, median of 3 rounds (the int8 twin runs a batch one sequence at a time: its per-call activation scale would tie the variations together)");
+    println!("| model | style | one phrase | 4 one by one | 4 in one batched run | batched / one | batched / one by one |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for (label, path) in &shipped {
+        if let Some(path) = path {
+            variations_table(label, path, args.threads)?;
+        }
     }
     if let Some(peak) = peak_rss_mib() {
         println!("\npeak RSS of this process: {peak:.0} MiB");
@@ -205,16 +208,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 /// Four variations of an 8-bar phrase at the defaults: one by one against one batched run
 /// (`generate_variations`), per style, median of 3 rounds, against one phrase.
-fn variations_table(path: &std::path::Path, threads: usize) -> Result<()> {
+fn variations_table(label: &str, path: &std::path::Path, threads: usize) -> Result<()> {
     let options = LoadOptions {
         threads,
         ..Default::default()
     };
     let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(path), &options)?;
     let never = AtomicBool::new(false);
-    println!("\nfour variations of an 8-bar phrase at the defaults, median of 3 rounds");
-    println!("| style | one phrase | 4 one by one | 4 in one batched run | batched / one | batched / one by one |");
-    println!("|---|---:|---:|---:|---:|---:|");
     for style in [Style::Melody, Style::Chorale] {
         if denoiser.check_style(style).is_err() {
             continue;
@@ -262,7 +262,7 @@ fn variations_table(path: &std::path::Path, threads: usize) -> Result<()> {
         }
         let (one, serial, batched) = (ms(median(one)), ms(median(serial)), ms(median(batched)));
         println!(
-            "| {style} | {one:.0} ms | {serial:.0} ms | {batched:.0} ms | {:.2}x | {:.2}x |",
+            "| {label} | {style} | {one:.0} ms | {serial:.0} ms | {batched:.0} ms | {:.2}x | {:.2}x |",
             batched / one,
             batched / serial
         );

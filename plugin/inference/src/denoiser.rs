@@ -292,6 +292,22 @@ impl Denoiser {
         out: &mut Vec<f32>,
     ) -> Result<(), InferenceError> {
         self.check_style(style)?;
+        if batch > 1
+            && !self.card.batch_is_exact()
+            && !tokens.is_empty()
+            && tokens.len().is_multiple_of(batch)
+        {
+            // One scale per call would tie each sequence's logits to the others': run them one
+            // by one, so a variation is exactly the phrase its seed makes alone.
+            let length = tokens.len() / batch;
+            out.clear();
+            let mut one = Vec::new();
+            for sequence in tokens.chunks(length.max(1)) {
+                self.logits_batch(sequence, 1, style, &mut one)?;
+                out.extend_from_slice(&one);
+            }
+            return Ok(());
+        }
         let length = if batch == 0 || !tokens.len().is_multiple_of(batch) {
             0
         } else {

@@ -80,9 +80,18 @@ pub struct ModelCard {
     /// `style` input (cards written before style conditioning have none).
     #[serde(default)]
     pub styles: Vec<String>,
+    /// Present on a dynamically quantised twin (`python -m smdim.quantize`): its activations are
+    /// quantised with one scale per call, so a batch's logits depend on its other sequences.
+    #[serde(default)]
+    pub quantization: Option<serde_json::Value>,
 }
 
 impl ModelCard {
+    /// Whether a batched call gives each sequence exactly the logits of a call of its own.
+    pub fn batch_is_exact(&self) -> bool {
+        self.quantization.is_none()
+    }
+
     pub fn parse(json: &str) -> Result<ModelCard, InferenceError> {
         let card: ModelCard =
             serde_json::from_str(json).map_err(|e| InferenceError::Card(e.to_string()))?;

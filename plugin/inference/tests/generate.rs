@@ -552,3 +552,55 @@ fn variations_are_cancelled_refused_or_fail_cleanly() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The shipped int8 twin quantises activations with one scale per call: a batched call would
+/// tie each sequence's logits to the others', so its batches run one sequence at a time and
+/// give exactly the single calls' logits.
+#[test]
+fn the_int8_twin_answers_a_batch_exactly_as_single_calls() {
+    let twin =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/smdim-default-int8.onnx");
+    let mut denoiser = Denoiser::load(
+        &ModelSource::from_onnx_path(&twin),
+        &LoadOptions {
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(!denoiser.card.batch_is_exact());
+    let vocab = Vocabulary::remi_v1();
+    let a: Vec<smdim_engine::vocab::TokenId> = (0..64)
+        .map(|i| {
+            if i % 2 == 0 {
+                vocab.mask_id()
+            } else {
+                (i % 90 + 20) as _
+            }
+        })
+        .collect();
+    let b: Vec<smdim_engine::vocab::TokenId> = (0..64)
+        .map(|i| {
+            if i % 5 == 0 {
+                vocab.mask_id()
+            } else {
+                (i % 40 + 100) as _
+            }
+        })
+        .collect();
+    let (mut one, mut single) = (Vec::new(), Vec::new());
+    for s in [&a, &b] {
+        denoiser.logits(s, Style::Chorale, &mut one).unwrap();
+        single.extend_from_slice(&one);
+    }
+    let mut batched = Vec::new();
+    denoiser
+        .logits_batch(
+            &[a.clone(), b.clone()].concat(),
+            2,
+            Style::Chorale,
+            &mut batched,
+        )
+        .unwrap();
+    assert_eq!(batched, single);
+}
