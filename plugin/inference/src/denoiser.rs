@@ -299,14 +299,9 @@ impl Denoiser {
         {
             // One scale per call would tie each sequence's logits to the others': run them one
             // by one, so a variation is exactly the phrase its seed makes alone.
-            let length = tokens.len() / batch;
-            out.clear();
-            let mut one = Vec::new();
-            for sequence in tokens.chunks(length.max(1)) {
-                self.logits_batch(sequence, 1, style, &mut one)?;
-                out.extend_from_slice(&one);
-            }
-            return Ok(());
+            return crate::generate::one_by_one(tokens, batch, out, |sequence, one| {
+                self.logits_batch(sequence, 1, style, one)
+            });
         }
         let length = if batch == 0 || !tokens.len().is_multiple_of(batch) {
             0

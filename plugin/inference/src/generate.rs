@@ -99,6 +99,14 @@ fn deserialize_key_lenient<'de, D: Deserializer<'de>>(
 }
 
 impl GenerationSettings {
+    /// The diffusion steps these settings take with `card`: their own, else the card's for the
+    /// style, within [`STEPS`].
+    pub fn steps_with(&self, card: &ModelCard) -> u32 {
+        self.steps
+            .unwrap_or_else(|| card.sampler.steps_for(self.style.id()))
+            .clamp(*STEPS.start(), *STEPS.end())
+    }
+
     pub fn request(&self) -> PhraseRequest {
         PhraseRequest {
             bars: self.bars.clamp(*BARS.start(), *BARS.end()),
@@ -162,15 +170,28 @@ pub trait Model {
         style: Style,
         out: &mut Vec<f32>,
     ) -> Result<(), InferenceError> {
-        let length = tokens.len() / batch.max(1);
-        out.clear();
-        let mut one = Vec::new();
-        for sequence in tokens.chunks(length.max(1)) {
-            self.logits(sequence, style, &mut one)?;
-            out.extend_from_slice(&one);
-        }
-        Ok(())
+        one_by_one(tokens, batch, out, |sequence, one| {
+            self.logits(sequence, style, one)
+        })
     }
+}
+
+/// A batch's logits from one call per sequence (`call` fills a sequence's logits), laid end to
+/// end in `out` as a batched call would.
+pub(crate) fn one_by_one(
+    tokens: &[TokenId],
+    batch: usize,
+    out: &mut Vec<f32>,
+    mut call: impl FnMut(&[TokenId], &mut Vec<f32>) -> Result<(), InferenceError>,
+) -> Result<(), InferenceError> {
+    let length = tokens.len() / batch.max(1);
+    out.clear();
+    let mut one = Vec::new();
+    for sequence in tokens.chunks(length.max(1)) {
+        call(sequence, &mut one)?;
+        out.extend_from_slice(&one);
+    }
+    Ok(())
 }
 
 impl Model for Denoiser {
@@ -256,10 +277,7 @@ pub fn generate_variations(
     )?;
     let card = denoiser.card().clone();
     let provider = denoiser.provider();
-    let steps = settings
-        .steps
-        .unwrap_or_else(|| card.sampler.steps_for(settings.style.id()))
-        .clamp(*STEPS.start(), *STEPS.end());
+    let steps = settings.steps_with(&card);
     let (requests, calls) = crossbeam_channel::unbounded::<Call>();
     let finished = std::thread::scope(|scope| {
         let samplers: Vec<_> = seeds
@@ -494,10 +512,7 @@ fn run_plan(
 ) -> Result<Generated, InferenceError> {
     let started = Instant::now();
     let vocab = Vocabulary::remi_v1();
-    let steps = settings
-        .steps
-        .unwrap_or_else(|| denoiser.card().sampler.steps_for(settings.style.id()))
-        .clamp(*STEPS.start(), *STEPS.end());
+    let steps = settings.steps_with(denoiser.card());
     let (default_order, default_noise) = denoiser.card().sampler.defaults_for(settings.style.id());
     let sampler = SamplerSettings {
         steps,
