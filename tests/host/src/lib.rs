@@ -736,11 +736,16 @@ pub fn state_with_phrase(phrase: &smdim_engine::Phrase) -> Vec<u8> {
     serde_json::to_vec(&state).expect("json")
 }
 
-/// The current phrase inside a saved plugin state.
-pub fn phrase_in_state(bytes: &[u8]) -> Option<smdim_engine::Phrase> {
+/// SMDIM's own saved state (history, cursor, source) inside a plugin state, parsed.
+pub fn saved_state(bytes: &[u8]) -> Option<serde_json::Value> {
     let state: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     let field = state.get("fields")?.get("smdim-state")?.as_str()?;
-    let saved: serde_json::Value = serde_json::from_str(field).ok()?;
+    serde_json::from_str(field).ok()
+}
+
+/// The current phrase inside a saved plugin state.
+pub fn phrase_in_state(bytes: &[u8]) -> Option<smdim_engine::Phrase> {
+    let saved = saved_state(bytes)?;
     let cursor = saved.get("cursor")?.as_u64()? as usize;
     let phrase = saved.get("history")?.get(cursor)?.get("phrase")?.clone();
     serde_json::from_value(phrase).ok()

@@ -10,25 +10,23 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clack_extensions::gui::PluginGui;
-use smdim_host_tests::{phrase_in_state, HostTransport, Plugin, Sim};
+use smdim_host_tests::{phrase_in_state, saved_state, HostTransport, Plugin, Sim};
 use smdim_x11_test_support::{start_xvfb, tool, xdotool};
 
 mod editor_host;
 
-use editor_host::{close_editor, embed_editor, pump, GENERATE_AT, X11_EMBEDDED};
+use editor_host::{close_editor, embed_editor, move_in_editor, pump, GENERATE_AT, X11_EMBEDDED};
 
-/// ImageMagick's convert (not a stand-in earlier on PATH).
 /// The centre of the ×4 button in editor pixels (top row, right of Variation).
 const FOUR_VARIATIONS_AT: (u32, u32) = (195, 14);
 
 /// Phrases in the saved history.
 fn history_len(state: &[u8]) -> usize {
-    let state: serde_json::Value = serde_json::from_slice(state).unwrap();
-    let field = state["fields"]["smdim-state"].as_str().unwrap();
-    let saved: serde_json::Value = serde_json::from_str(field).unwrap();
+    let saved = saved_state(state).expect("SMDIM's state");
     saved["history"].as_array().map_or(0, Vec::len)
 }
 
+/// ImageMagick's convert (not a stand-in earlier on PATH).
 fn convert() -> &'static str {
     ["/usr/bin/convert-im6.q16", "/usr/bin/convert"]
         .into_iter()
@@ -119,18 +117,8 @@ fn editor_opens_renders_and_generate_click_produces_a_phrase() {
     );
 
     // Click Generate.
-    xdotool(
-        &display,
-        &[
-            "mousemove",
-            "--window",
-            &parent.to_string(),
-            &GENERATE_AT.0.to_string(),
-            &GENERATE_AT.1.to_string(),
-            "click",
-            "1",
-        ],
-    );
+    move_in_editor(&display, parent, GENERATE_AT.0, GENERATE_AT.1);
+    xdotool(&display, &["click", "1"]);
     let started = Instant::now();
     let mut phrase = None;
     while started.elapsed() < Duration::from_secs(60) {
@@ -171,18 +159,8 @@ fn editor_opens_renders_and_generate_click_produces_a_phrase() {
     );
 
     // ×4 (right of Variation): four variations join the history, the last becomes current.
-    xdotool(
-        &display,
-        &[
-            "mousemove",
-            "--window",
-            &parent.to_string(),
-            &FOUR_VARIATIONS_AT.0.to_string(),
-            &FOUR_VARIATIONS_AT.1.to_string(),
-            "click",
-            "1",
-        ],
-    );
+    move_in_editor(&display, parent, FOUR_VARIATIONS_AT.0, FOUR_VARIATIONS_AT.1);
+    xdotool(&display, &["click", "1"]);
     let started = Instant::now();
     while history_len(&plugin.save_state()) < 5 && started.elapsed() < Duration::from_secs(60) {
         pump(&mut plugin, &mut processor, &mut sim, 100);

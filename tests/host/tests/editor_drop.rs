@@ -36,9 +36,7 @@ fn idea() -> Phrase {
 
 /// The source's notes in the plugin's saved state.
 fn saved_source(plugin: &mut Plugin) -> Option<Vec<Note>> {
-    let state: serde_json::Value = serde_json::from_slice(&plugin.save_state()).ok()?;
-    let field = state["fields"]["smdim-state"].as_str()?;
-    let saved: serde_json::Value = serde_json::from_str(field).ok()?;
+    let saved = smdim_host_tests::saved_state(&plugin.save_state())?;
     serde_json::from_value(saved.get("source")?.get("notes")?.clone()).ok()
 }
 

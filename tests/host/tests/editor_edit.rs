@@ -19,7 +19,7 @@ use smdim_x11_test_support::{start_xvfb, xdotool};
 
 mod editor_host;
 
-use editor_host::{close_editor, embed_editor, pump};
+use editor_host::{close_editor, embed_editor, move_in_editor, pump};
 
 /// Button centres in editor pixels (second and third rows; see docs/editor.png).
 const USE_CAPTURE_AT: (u32, u32) = (156, 41);
@@ -74,24 +74,13 @@ fn play(
 }
 
 fn click(display: &str, parent: u32, (x, y): (u32, u32)) {
-    xdotool(
-        display,
-        &[
-            "mousemove",
-            "--window",
-            &parent.to_string(),
-            &x.to_string(),
-            &y.to_string(),
-        ],
-    );
+    move_in_editor(display, parent, x, y);
     xdotool(display, &["click", "1"]);
 }
 
 /// The source's notes in the saved state.
 fn saved_source(plugin: &mut Plugin) -> Option<Phrase> {
-    let state: serde_json::Value = serde_json::from_slice(&plugin.save_state()).ok()?;
-    let field = state["fields"]["smdim-state"].as_str()?;
-    let saved: serde_json::Value = serde_json::from_str(field).ok()?;
+    let saved = smdim_host_tests::saved_state(&plugin.save_state())?;
     serde_json::from_value(saved.get("source")?.clone()).ok()
 }
 
@@ -283,31 +272,12 @@ fn played_notes_are_continued_and_infilled_through_the_editor() {
     assert_eq!(bar_notes(&infilled, 1), bar_notes(&source, 1), "bar 2 kept");
 
     // Vary at 0 % (the slider pulled past its left end) gives the source back.
-    let window = parent.to_string();
     let (x, y) = VARY_SLIDER_AT;
-    xdotool(
-        &display,
-        &[
-            "mousemove",
-            "--window",
-            &window,
-            &x.to_string(),
-            &y.to_string(),
-        ],
-    );
+    move_in_editor(&display, parent, x, y);
     xdotool(&display, &["mousedown", "1"]);
     for x in [420, 380, 300] {
         pump(&mut plugin, &mut processor, &mut sim, 100);
-        xdotool(
-            &display,
-            &[
-                "mousemove",
-                "--window",
-                &window,
-                &x.to_string(),
-                &y.to_string(),
-            ],
-        );
+        move_in_editor(&display, parent, x, y);
     }
     pump(&mut plugin, &mut processor, &mut sim, 100);
     xdotool(&display, &["mouseup", "1"]);
