@@ -156,17 +156,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!("\nshipped model: an 8-bar phrase of 4/4 at the default settings (constrained sampling, model loaded), median of 5 seeds");
     println!("| model | style | steps | tokens | time |");
     println!("|---|---|---:|---:|---:|");
-    for (label, path) in &shipped {
+    // Each shipped model loaded once, for both tables.
+    let mut loaded = Vec::new();
+    for (label, path) in shipped {
         let Some(path) = path else { continue };
         let options = LoadOptions {
             threads: args.threads,
             ..Default::default()
         };
-        let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(path), &options)?;
+        loaded.push((
+            label,
+            Denoiser::load(&ModelSource::from_onnx_path(&path), &options)?,
+        ));
+    }
+    for (label, denoiser) in &mut loaded {
         for style in [Style::Melody, Style::Chorale] {
             let auto = denoiser.card.sampler.steps_for(style.id());
             let mut budgets = vec![auto, 32, 16];
-            budgets.dedup();
             budgets.sort_unstable_by(|a, b| b.cmp(a));
             budgets.dedup();
             for steps in budgets {
@@ -180,7 +186,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                         ..Default::default()
                     };
                     let generated =
-                        generate(&mut denoiser, &settings, &AtomicBool::new(false), |_, _| {})?;
+                        generate(denoiser, &settings, &AtomicBool::new(false), |_, _| {})?;
                     tokens = generated.tokens.len();
                     times.push(generated.elapsed);
                 }
@@ -195,10 +201,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!("\nfour variations of an 8-bar phrase at the defaults, median of 3 rounds (the int8 twin runs a batch one sequence at a time: its per-call activation scale would tie the variations together)");
     println!("| model | style | one phrase | 4 one by one | 4 in one batched run | batched / one | batched / one by one |");
     println!("|---|---|---:|---:|---:|---:|---:|");
-    for (label, path) in &shipped {
-        if let Some(path) = path {
-            variations_table(label, path, args.threads)?;
-        }
+    for (label, denoiser) in &mut loaded {
+        variations_table(label, denoiser)?;
     }
     if let Some(peak) = peak_rss_mib() {
         println!("\npeak RSS of this process: {peak:.0} MiB");
@@ -208,12 +212,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 /// Four variations of an 8-bar phrase at the defaults: one by one against one batched run
 /// (`generate_variations`), per style, median of 3 rounds, against one phrase.
-fn variations_table(label: &str, path: &std::path::Path, threads: usize) -> Result<()> {
-    let options = LoadOptions {
-        threads,
-        ..Default::default()
-    };
-    let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(path), &options)?;
+fn variations_table(label: &str, denoiser: &mut Denoiser) -> Result<()> {
     let never = AtomicBool::new(false);
     for style in [Style::Melody, Style::Chorale] {
         if denoiser.check_style(style).is_err() {
@@ -228,7 +227,7 @@ fn variations_table(label: &str, path: &std::path::Path, threads: usize) -> Resu
             let seeds: Vec<u64> = (0..4).map(|k| 100 * round + k).collect();
             let started = Instant::now();
             generate(
-                &mut denoiser,
+                denoiser,
                 &GenerationSettings {
                     seed: seeds[0],
                     ..settings.clone()
@@ -240,7 +239,7 @@ fn variations_table(label: &str, path: &std::path::Path, threads: usize) -> Resu
             let started = Instant::now();
             for &seed in &seeds {
                 generate(
-                    &mut denoiser,
+                    denoiser,
                     &GenerationSettings {
                         seed,
                         ..settings.clone()
@@ -251,13 +250,7 @@ fn variations_table(label: &str, path: &std::path::Path, threads: usize) -> Resu
             }
             serial.push(started.elapsed());
             let started = Instant::now();
-            smdim_inference::generate_variations(
-                &mut denoiser,
-                &settings,
-                &seeds,
-                &never,
-                |_, _| {},
-            )?;
+            smdim_inference::generate_variations(denoiser, &settings, &seeds, &never, |_, _| {})?;
             batched.push(started.elapsed());
         }
         let (one, serial, batched) = (ms(median(one)), ms(median(serial)), ms(median(batched)));
