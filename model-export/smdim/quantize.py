@@ -24,6 +24,7 @@ import torch
 
 from smdim.data import CropSampler, load_tokens
 from smdim.diffusion import diffusion_loss
+from smdim.export import ort_session
 from smdim.tokenizer import load_vocab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,13 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def card_path(onnx_path: Path) -> Path:
     return onnx_path.with_suffix("").with_suffix(".card.json")
-
-
-def session(path: Path, threads: int = 1) -> ort.InferenceSession:
-    """onnxruntime with the model's own Scan fallback (no custom-op library needed)."""
-    o = ort.SessionOptions()
-    o.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
 
 
 class OrtDenoiser:
@@ -65,7 +59,7 @@ def paired_elbo(paths: list[Path], batches: int, length: int, chorale_share: flo
     data = [s.styled_batch(8) for _ in range(batches)]
     out = []
     for path in paths:
-        model = OrtDenoiser(session(path))
+        model = OrtDenoiser(ort_session(path, threads=1))
         gen = torch.Generator().manual_seed(99)
         losses = [
             diffusion_loss(model, torch.from_numpy(x), v.mask_id, 1000, gen, torch.from_numpy(st))
@@ -79,7 +73,7 @@ def max_logit_difference(a: Path, b: Path, length: int = 256) -> float:
     v = load_vocab()
     toks = np.random.default_rng(5).integers(4, v.size, (2, length))
     toks[:, ::3] = v.mask_id
-    fa, fb = OrtDenoiser(session(a)), OrtDenoiser(session(b))
+    fa, fb = OrtDenoiser(ort_session(a, threads=1)), OrtDenoiser(ort_session(b, threads=1))
     style = torch.tensor([1, 2])
     t = torch.from_numpy(toks)
     return float((fa(t, style) - fb(t, style)).abs().max())
