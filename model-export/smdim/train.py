@@ -135,8 +135,9 @@ def train(
         step, elapsed0 = ck["step"], ck["elapsed"]
         print(f"resumed {ckpt_path} at step {step}, {elapsed0:.0f} s")
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    train_tokens = load_tokens("train")
     sampler = CropSampler(
-        load_tokens("train"),
+        train_tokens,
         cfg.train.seq_len,
         seed=cfg.train.seed + step,
         transpose=cfg.train.transpose,
@@ -147,7 +148,7 @@ def train(
     if cfg.train.short_share > 0:
         assert cfg.train.short_len < cfg.train.seq_len, "short windows must be shorter"
         short = CropSampler(
-            load_tokens("train"),
+            train_tokens,
             cfg.train.short_len,
             seed=cfg.train.seed + step + 7_777,
             transpose=cfg.train.transpose,
