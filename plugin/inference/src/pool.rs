@@ -144,6 +144,9 @@ mod tests {
         ModelSource::from_onnx_path(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tiny.onnx"))
     }
 
+    // Tests run in parallel in one process and share the pool: each test's thread counts are
+    // its own (1 and 2, 3, 4), so no test finds another's session.
+
     #[test]
     fn the_same_model_and_device_load_once_until_nobody_holds_it() {
         let loads = AtomicUsize::new(0);
@@ -208,7 +211,7 @@ mod tests {
     fn two_threads_share_one_denoiser_and_both_generate() {
         let source = tiny();
         let options = LoadOptions {
-            threads: 1,
+            threads: 4,
             native_scan: true,
             ..LoadOptions::default()
         };
