@@ -148,6 +148,76 @@ def confidence_score(p: float, u_noise: float, noise: float, t: int, steps: int)
     return math.log(p) + noise * (t / steps) * gumbel
 
 
+def pitch_classes() -> np.ndarray:
+    """Pitch class of every vocabulary id, -1 for tokens that are not pitches."""
+    v = load_vocab()
+    classes = np.full(v.size, -1, dtype=np.int64)
+    for pitch, i in v.pitch_ids().items():
+        classes[i] = pitch % 12
+    return classes
+
+
+# Krumhansl-Kessler major and minor key profiles, by scale degree (semitones above the tonic).
+KEY_PROFILES = (
+    (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
+    (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17),
+)
+
+
+def tonal_bonus(x_row: np.ndarray, classes: np.ndarray, weight: float) -> list[float]:
+    """Per pitch class: weight * ln(12 P[c]), P the pitch-class distribution predicted by the
+    posterior over the 24 keys (Krumhansl-Kessler profiles as categorical distributions, flat
+    prior) of the pitches decided in `x_row`; 0 everywhere before any pitch is decided. Scalar
+    libm math in the Rust sampler's order."""
+    ids = x_row[(x_row >= 0) & (x_row < len(classes))]
+    counts = [int(n) for n in np.bincount(classes[ids][classes[ids] >= 0], minlength=12)]
+    if not any(counts):
+        return [0.0] * 12
+
+    def share(profile, degree):
+        total = 0.0
+        for v in profile:
+            total += v
+        return profile[degree] / total
+
+    scores = []
+    for k in range(24):
+        tonic, profile = k // 2, KEY_PROFILES[k % 2]
+        score = 0.0
+        for c, n in enumerate(counts):
+            score += float(n) * math.log(share(profile, (c + 12 - tonic) % 12))
+        scores.append(score)
+    top = max(scores)
+    total, predictive = 0.0, [0.0] * 12
+    for k, score in enumerate(scores):
+        tonic, profile = k // 2, KEY_PROFILES[k % 2]
+        w = math.exp(score - top)
+        total += w
+        for c in range(12):
+            predictive[c] += w * share(profile, (c + 12 - tonic) % 12)
+    return [weight * math.log(12.0 * (p / total)) for p in predictive]
+
+
+def tonal_focus_row(row: np.ndarray, classes: np.ndarray, bonus: list[float]) -> np.ndarray:
+    """`row` (float64 logits, banned at -inf) with every allowed pitch raised by its class's
+    bonus, then all of them shifted so their total probability is unchanged. Scalar libm math
+    in id order, term for term as the Rust sampler, so both draw the same tokens."""
+    idx = [i for i in np.nonzero(classes >= 0)[0] if row[i] > -math.inf]
+    if not idx:
+        return row
+    m = max(float(row[i]) for i in idx)
+    before = after = 0.0
+    for i in idx:
+        z, b = float(row[i]), bonus[classes[i]]
+        before += math.exp(z - m)
+        after += math.exp(z + b - m)
+    shift = math.log(after) - math.log(before)
+    out = row.copy()
+    for i in idx:
+        out[i] = float(row[i]) + bonus[classes[i]] - shift
+    return out
+
+
 def committed_after(n0: int, step_index: int, steps: int) -> int:
     """Positions unmasked after step `step_index` (0-based) of `steps` by the confidence order:
     ceil(n0 * (s+1)^2 / S^2), integer arithmetic. Few commitments early (the structural ones,
@@ -171,13 +241,16 @@ def sample(
     mask_id: int | None = None,
     order: str = "random",
     noise: float = 0.0,
+    tonal_focus: float = 0.0,
 ) -> np.ndarray:
     """Reverse process. `fixed`: int64 [batch, length] with -1 where free (infilling); fixed
     tokens never change. `allowed`: optional bool [V] of tokens that may be emitted. `order`:
     "random" (each masked position unmasks with probability 1/t at step t) or "confidence"
     (every masked position draws a candidate; the most confident ones are kept, as many as
     `committed_after` says; `noise` scales the annealed Gumbel noise on the confidence).
-    Returns int64 [batch, length]. Deterministic per seed; see docs/model/SAMPLER.md."""
+    `tonal_focus` (λ >= 0) pulls pitch choices toward the key of the pitches decided before
+    the step (`tonal_bonus`, `tonal_focus_row`). Returns int64 [batch, length]. Deterministic
+    per seed; see docs/model/SAMPLER.md."""
     if order not in ("random", "confidence"):
         raise ValueError(f"unknown order {order!r}: random or confidence")
     v = load_vocab()
@@ -190,9 +263,19 @@ def sample(
     if allowed is not None:
         ban |= ~allowed
     rngs = [SplitMix64(seed + r) for r in range(batch)]
+    classes = pitch_classes()
+    weight = max(float(tonal_focus), 0.0)
+
+    def focus(r: int):
+        """Row r's tonal-focus transform for this step (identity at weight 0)."""
+        if weight == 0.0:
+            return lambda row: row
+        bonus = tonal_bonus(x[r], classes, weight)
+        return lambda row: tonal_focus_row(row, classes, bonus)
+
     if order == "confidence":
         return _unmask_by_confidence(
-            logits_fn, x, ban, rngs, mask_id, steps, temperature, top_p, noise
+            logits_fn, x, ban, rngs, mask_id, steps, temperature, top_p, noise, focus
         )
     for t in range(steps, 0, -1):
         newly = np.zeros_like(x, dtype=bool)
@@ -204,14 +287,15 @@ def sample(
             continue
         logits = np.asarray(logits_fn(x), dtype=np.float32)
         for r in range(batch):
+            pull = focus(r)
             for i in np.nonzero(newly[r])[0]:
-                row = np.where(ban, -np.inf, logits[r, i].astype(np.float64))
+                row = pull(np.where(ban, -np.inf, logits[r, i].astype(np.float64)))
                 x[r, i] = choose(row, rngs[r].uniform(), temperature, top_p)
     return x
 
 
 def _unmask_by_confidence(
-    logits_fn, x, ban, rngs, mask_id, steps, temperature, top_p, noise
+    logits_fn, x, ban, rngs, mask_id, steps, temperature, top_p, noise, focus
 ) -> np.ndarray:
     """The confidence order of `sample`, on its prepared tokens, bans and row streams."""
     batch = x.shape[0]
@@ -230,8 +314,9 @@ def _unmask_by_confidence(
             if ks[r] <= 0:
                 continue
             cands = []
+            pull = focus(r)
             for i in masked[r]:
-                row = np.where(ban, -np.inf, logits[r, i].astype(np.float64))
+                row = pull(np.where(ban, -np.inf, logits[r, i].astype(np.float64)))
                 u_token, u_noise = rngs[r].uniform(), rngs[r].uniform()
                 c = choose(row, u_token, temperature, top_p)
                 score = confidence_score(

@@ -25,27 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from smdim.continuation import histogram, overlap, tv
-from smdim.evaluate import first_bars, parse_notes, style_tokens
+from smdim.evaluate import first_bars, key_estimate, parse_notes, style_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
-MAJOR = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88]
-MINOR = [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]
 
 
 def key_of(notes) -> tuple[int, str] | None:
-    """Krumhansl-Schmuckler key by duration-weighted pitch classes (the engine's Key::estimate)."""
-    w = np.zeros(12)
-    for n in notes:
-        w[n.pitch % 12] += max(n.dur16, 1)
-    if not w.any() or np.allclose(w, w.mean()):
-        return None
-    best = None
-    for tonic in range(12):
-        for profile, mode in ((MAJOR, "major"), (MINOR, "minor")):
-            r = np.corrcoef(np.roll(w, -tonic), profile)[0, 1]
-            if best is None or r > best[0]:
-                best = (r, (tonic, mode))
-    return best[1]
+    """The estimated major/minor key (Krumhansl-Schmuckler, `evaluate.key_estimate`)."""
+    key = key_estimate(notes)
+    return key[1] if key else None
 
 
 def stats(ids) -> dict | None:
@@ -70,21 +58,8 @@ def summary(rows: list[dict], key: str) -> str:
     return f"{v.mean():.3f} ± {v.std():.3f}" if len(v) else "-"
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--cli", type=Path, default=ROOT / "target/release/smdim")
-    p.add_argument("--n", type=int, default=40)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=ROOT / "docs/model/DRIFT.md")
-    args = p.parse_args(argv)
-
-    real = []
-    for split in ("train", "valid", "test"):
-        for piece in style_tokens(split, "melody").pieces:
-            s = stats(first_bars(piece, 64))
-            if s:
-                real.append(s)
+def generate(args, tonal_focus: float | None) -> tuple[list[dict], list[float]]:
+    """Drift statistics and generation times (ms) of `--n` CLI melodies of 64 bars."""
     generated = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "long.jsonl"
@@ -93,6 +68,8 @@ def main(argv=None) -> None:
             "--count", str(args.n), "--seed", str(args.seed), "--style", "melody",
             "--threads", "2", "--tokens-out", str(out),
         ]  # fmt: skip
+        if tonal_focus is not None:
+            cmd += ["--tonal-focus", str(tonal_focus)]
         run = subprocess.run(cmd, check=True, capture_output=True, text=True)
         times = [
             float(line.split("generated in ")[1].split(" ms")[0])
@@ -103,31 +80,52 @@ def main(argv=None) -> None:
             s = stats(json.loads(line)["tokens"])
             if s:
                 generated.append(s)
+    return generated, times
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--cli", type=Path, default=ROOT / "target/release/smdim")
+    p.add_argument("--n", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--tonal-focus",
+        type=float,
+        nargs="*",
+        default=None,
+        help="one row per value (default: one row at the card's tonal focus)",
+    )
+    p.add_argument("--out", type=Path, default=None, help="also write the table here")
+    args = p.parse_args(argv)
+
+    real = []
+    for split in ("train", "valid", "test"):
+        for piece in style_tokens(split, "melody").pieces:
+            s = stats(first_bars(piece, 64))
+            if s:
+                real.append(s)
     keys = ("oa_pitch", "oa_dur", "same_key", "pc_tv", "density_ratio")
     head = (
         "| bars 49-64 vs bars 1-16 | OA pitch | OA duration | same key | pitch-class TV | "
-        "density ratio |"
+        "density ratio | ms per phrase |"
     )
-    lines = [head, "|---|---:|---:|---:|---:|---:|"]
-    for label, rows in (
-        (f"SMDIM, {len(generated)} generated 64-bar melodies", generated),
-        (f"real melodies of 64+ bars ({len(real)}, first 64 bars)", real),
-    ):
-        lines.append(f"| {label} | " + " | ".join(summary(rows, k) for k in keys) + " |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
+    for focus in args.tonal_focus or [None]:
+        rows, times = generate(args, focus)
+        label = f"SMDIM, {len(rows)} generated 64-bar melodies"
+        label += ", card's tonal focus" if focus is None else f", tonal focus {focus:g}"
+        cells = [summary(rows, k) for k in keys] + [f"{np.median(times):.0f}"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append(
+        f"| real melodies of 64+ bars ({len(real)}, first 64 bars) | "
+        + " | ".join(summary(real, k) for k in keys)
+        + " | – |"
+    )
     table = "\n".join(lines)
     print(table)
-    doc = (
-        "# Late drift at 64 bars\n\n"
-        f"`python -m smdim.drift --model {args.model.name} --n {args.n} --seed {args.seed}`: "
-        "the shipped 2,048-token model (`model-export/checkpoints/smdim-long-ema-fp16.pt`, "
-        "exported with max length 2,048), CLI defaults (the card's steps, random order, top-p "
-        "0.95, density 1.85 notes per quarter: 1,554 tokens), bars 49-64 of each phrase against "
-        "its bars 1-16. Higher OA, same key and a density ratio near the real one mean less "
-        "drift; the real row is the target (no worse than real music).\n\n"
-        f"{table}\n\nGeneration took {np.median(times):.0f} ms per 64-bar phrase (median, "
-        "2 threads of a 2-core build machine, model loaded once).\n"
-    )
-    args.out.write_text(doc)
+    if args.out:
+        args.out.write_text(table + "\n")
 
 
 if __name__ == "__main__":

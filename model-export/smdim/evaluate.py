@@ -94,6 +94,28 @@ def parse_notes(ids) -> tuple[list[Note], int]:
     return notes, max(bar + 1, 0)
 
 
+MAJOR = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88]
+MINOR = [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]
+
+
+def key_estimate(notes) -> tuple[float, tuple[int, str]] | None:
+    """Krumhansl-Schmuckler: (correlation, (tonic, mode)) of the best major/minor key for the
+    duration-weighted pitch classes (the engine's Key::estimate); None without a profile. The
+    correlation is the key fit: near 1 for plainly tonal music, lower for a flat profile."""
+    w = np.zeros(12)
+    for n in notes:
+        w[n.pitch % 12] += max(n.dur16, 1)
+    if not w.any() or np.allclose(w, w.mean()):
+        return None
+    best = None
+    for tonic in range(12):
+        for profile, mode in ((MAJOR, "major"), (MINOR, "minor")):
+            r = float(np.corrcoef(np.roll(w, -tonic), profile)[0, 1])
+            if best is None or r > best[0]:
+                best = (r, (tonic, mode))
+    return best
+
+
 def oa_piece(notes: list[Note], n_bars: int) -> tuple[float, float] | None:
     """Mean overlapping area of consecutive 4-bar windows (hop 2) for pitch and duration."""
     starts = list(range(0, n_bars - 3, 2))
@@ -156,12 +178,15 @@ def sequence_stats(ids, complete_last: bool = True, pitch_range=None) -> dict:
         "outliers": 0,
         "out_of_range": 0,
         "pitch_span": None,
+        "key_fit": None,
     }
     if notes:
         p = np.array([n.pitch for n in notes])
         out["outliers"] = int((np.abs(p - np.median(p)) > OUTLIER_SEMITONES).sum())
         out["out_of_range"] = int(((p < lo) | (p > hi)).sum())
         out["pitch_span"] = int(p.max() - p.min())
+        key = key_estimate(notes)
+        out["key_fit"] = key[0] if key else None
     oa = oa_piece(notes, n_bars)
     out["oa_pitch"], out["oa_dur"] = oa if oa else (None, None)
     return out
@@ -174,6 +199,7 @@ def set_metrics(seqs, ref_oa=None, complete_last: bool = True, pitch_range=None)
     notes = sum(s["n_notes"] for s in st)
     bars = np.array([c for s in st for c in s["onsets_per_bar"]], dtype=float)
     spans = [s["pitch_span"] for s in st if s["pitch_span"] is not None]
+    fits = [s["key_fit"] for s in st if s["key_fit"] is not None]
     m = {
         "n": len(st),
         "notes_per_seq": notes / max(len(st), 1),
@@ -184,6 +210,7 @@ def set_metrics(seqs, ref_oa=None, complete_last: bool = True, pitch_range=None)
         "bars_counted": len(bars),
         "empty_bar_share": float((bars == 0).mean()) if len(bars) else 0.0,
         "pitch_span": float(np.mean(spans)) if spans else 0.0,
+        "key_fit": float(np.mean(fits)) if fits else 0.0,
         "seqs_without_notes": sum(s["n_notes"] == 0 for s in st),
         "pitch_outlier_share": sum(s["outliers"] for s in st) / max(notes, 1),
         "out_of_range": sum(s["out_of_range"] for s in st),
@@ -626,6 +653,7 @@ COLUMNS = [
     ("onsets/bar sd", "onsets_per_bar_std", 2),
     ("empty bars", "empty_bar_share", 3),
     ("pitch span", "pitch_span", 1),
+    ("key fit", "key_fit", 3),
     ("pitch outliers", "pitch_outlier_share", 4),
     ("out of range", "out_of_range", 0),
     ("0-skip seqs", "zero_skip_share", 3),

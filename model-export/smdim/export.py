@@ -342,6 +342,12 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=None, help="default sampler steps for the card")
     ap.add_argument("--order", choices=["random", "confidence"], default="random")
     ap.add_argument("--noise", type=float, default=0.0, help="default confidence noise")
+    ap.add_argument(
+        "--tonal-focus",
+        type=float,
+        default=0.0,
+        help="default pull toward the phrase's own pitch classes (docs/model/SAMPLER.md)",
+    )
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-p", type=float, default=1.0)
     ap.add_argument(
@@ -350,6 +356,13 @@ def main(argv=None) -> None:
         default=[],
         metavar="STYLE=ORDER[:NOISE[:STEPS]]",
         help="per-style default order (noise, steps), e.g. chorale=confidence:3:16",
+    )
+    ap.add_argument(
+        "--style-tonal-focus",
+        action="append",
+        default=[],
+        metavar="STYLE=VALUE",
+        help="per-style tonal focus, e.g. chorale=0 (needs that style's --style-order)",
     )
     ap.add_argument(
         "--ops-lib",
@@ -381,6 +394,7 @@ def main(argv=None) -> None:
     sampler = {
         "default_order": a.order,
         "default_noise": a.noise,
+        "tonal_focus": a.tonal_focus,
         "default_temperature": a.temperature,
         "default_top_p": a.top_p,
         "styles": {},
@@ -393,6 +407,10 @@ def main(argv=None) -> None:
         sampler["styles"][style] = {"order": order, "noise": float(noise or 0.0)}
         if steps:
             sampler["styles"][style]["steps"] = int(steps)
+    for spec in a.style_tonal_focus:
+        style, _, value = spec.partition("=")
+        assert style in sampler["styles"], f"{spec}: give {style}'s --style-order first"
+        sampler["styles"][style]["tonal_focus"] = float(value)
     card = write_card(a.out, model, cfg, summary, metrics, extra, sampler)
     print(
         f"wrote {a.out} ({a.out.stat().st_size / 1e6:.1f} MB, "

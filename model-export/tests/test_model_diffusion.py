@@ -3,7 +3,17 @@ import pytest
 import torch
 
 from smdim.config import CONFIGS, get_config
-from smdim.diffusion import SplitMix64, choose, corrupt, diffusion_loss, sample, torch_logits_fn
+from smdim.diffusion import (
+    SplitMix64,
+    choose,
+    corrupt,
+    diffusion_loss,
+    pitch_classes,
+    sample,
+    tonal_bonus,
+    tonal_focus_row,
+    torch_logits_fn,
+)
 from smdim.model import Attention, Denoiser, Mamba
 from smdim.tokenizer import load_vocab
 
@@ -311,3 +321,42 @@ def test_short_share_mixes_window_lengths_at_equal_tokens(tmp_path, monkeypatch)
     long_shape, short_shape = (t.batch_size, t.seq_len), (t.batch_size * t.seq_len // 16, 16)
     assert set(shapes) == {long_shape, short_shape}
     assert 4 <= shapes.count(short_shape) <= 20
+
+
+def test_tonal_focus_favours_the_key_in_use_and_keeps_the_pitch_share():
+    v = load_vocab()
+    classes = pitch_classes()
+    pid = v.pitch_ids()
+    x = np.array([pid[p] for p in (60, 64, 67, 72, 76)] * 8 + [v.mask_id])
+    bonus = tonal_bonus(x, classes, 2.0)
+    assert min(bonus[c] for c in (0, 4, 7)) > max(bonus[c] for c in (1, 3, 6, 8, 10))
+    assert tonal_bonus(np.full(8, v.mask_id), classes, 2.0) == [0.0] * 12
+    row = np.random.default_rng(0).uniform(0, 4, v.size)
+    row[pid[61]] = -np.inf
+    out = tonal_focus_row(row, classes, bonus)
+    assert out[pid[61]] == -np.inf and out[v.bar_id] == row[v.bar_id]
+
+    def share(r):
+        p = np.exp(r - r.max())
+        return p[classes >= 0].sum() / p.sum()
+
+    assert abs(share(out) - share(row)) < 1e-12
+    assert out[pid[64]] - row[pid[64]] > out[pid[63]] - row[pid[63]] + 1.0
+    assert abs((out[pid[48]] - row[pid[48]]) - (out[pid[60]] - row[pid[60]])) < 1e-12
+
+
+def test_tonal_focus_gathers_pitch_classes(tiny_model):
+    """With the focus an (untrained) model's pitches settle in one key (seven classes); 0 is the
+    plain sampler, draw for draw."""
+    fn = torch_logits_fn(tiny_model)
+    classes = pitch_classes()
+
+    def top7(out):
+        pcs = classes[out[classes[out] >= 0]]
+        counts = np.sort(np.bincount(pcs, minlength=12))[::-1]
+        return counts[:7].sum() / max(counts.sum(), 1)
+
+    plain = sample(fn, 64, batch=8, steps=8, seed=1)
+    assert (sample(fn, 64, batch=8, steps=8, seed=1, tonal_focus=0.0) == plain).all()
+    focused = sample(fn, 64, batch=8, steps=8, seed=1, tonal_focus=3.0)
+    assert np.mean([top7(r) for r in focused]) > np.mean([top7(r) for r in plain]) + 0.05

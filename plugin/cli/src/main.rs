@@ -326,6 +326,10 @@ struct CommonArgs {
     /// Gumbel noise on confidences, 0-10, confidence order only (default: the model card's).
     #[arg(long, value_parser = number_in(limits::NOISE, ""))]
     noise: Option<f64>,
+    /// Pull toward the pitch classes already in the phrase, 0-4: one key across long phrases
+    /// (0: the plain model; default: the model card's).
+    #[arg(long, value_parser = number_in(limits::TONAL_FOCUS, ""))]
+    tonal_focus: Option<f64>,
     /// Sampling temperature, 0-5.
     #[arg(long, default_value_t = 1.0, value_parser = number_in(limits::TEMPERATURE, ""))]
     temperature: f64,
@@ -471,6 +475,7 @@ fn run(args: &CommonArgs, bars: u32, meter: TimeSignature, tempo: f32, job: Job)
         density: args.density.unwrap_or(args.style.typical_density()),
         order: args.order,
         noise: args.noise,
+        tonal_focus: args.tonal_focus,
         lowest_pitch: low,
         highest_pitch: high,
         key,
@@ -562,12 +567,13 @@ fn run(args: &CommonArgs, bars: u32, meter: TimeSignature, tempo: f32, job: Job)
         }
         let phrase = &generated.phrase;
         println!(
-            "model {} ({} tokens, SelectiveScan: {}), style {}, order {}, provider {}, {} steps ({} denoiser calls), generated in {:.0} ms (load {:.0} ms)",
+            "model {} ({} tokens, SelectiveScan: {}), style {}, order {}, tonal focus {}, provider {}, {} steps ({} denoiser calls), generated in {:.0} ms (load {:.0} ms)",
             model_path.display(),
             generated.tokens.len(),
             if args.no_native_scan { "ONNX Scan function" } else { "native kernel registered" },
             generated.settings.style,
             generated.order.id(),
+            generated.tonal_focus,
             generated.provider,
             generated.steps,
             generated.denoiser_calls,

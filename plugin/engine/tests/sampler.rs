@@ -74,11 +74,13 @@ fn default_request_many_seeds() {
             seed,
             order: Order::Random,
             noise: 0.0,
+            tonal_focus: 0.0,
         };
         check_phrase(&PhraseRequest::default(), &settings);
         let confidence = SamplerSettings {
             order: Order::Confidence,
             noise: 1.0,
+            tonal_focus: 0.0,
             ..settings
         };
         check_phrase(&PhraseRequest::default(), &confidence);
@@ -192,6 +194,7 @@ fn a_bar_near_capacity_still_fits_the_model() {
         seed: 0,
         order: Order::Random,
         noise: 0.0,
+        tonal_focus: 0.0,
     };
     check_phrase(&request, &one_greedy_step);
     let confidence = SamplerSettings {
@@ -201,6 +204,7 @@ fn a_bar_near_capacity_still_fits_the_model() {
         seed: 3,
         order: Order::Confidence,
         noise: 0.0,
+        tonal_focus: 0.0,
     };
     check_phrase(&request, &confidence);
     // A density above what one bar can hold: the bar is filled to capacity, not refused.
@@ -230,6 +234,7 @@ proptest! {
         top_p in 0.5f64..=1.0,
         order in prop::sample::select(vec![Order::Random, Order::Confidence]),
         noise in prop::sample::select(vec![0.0, 1.0, 4.0]),
+        tonal_focus in prop::sample::select(vec![0.0, 1.0, 4.0]),
         tokens_per_note in 2.0f64..4.0,
     ) {
         let key = key.and_then(Key::parse);
@@ -247,7 +252,7 @@ proptest! {
             max_notes_per_onset: max_notes,
             tokens_per_note,
         };
-        let settings = SamplerSettings { steps, temperature, top_p, seed, order, noise };
+        let settings = SamplerSettings { steps, temperature, top_p, seed, order, noise, tonal_focus };
         check_phrase(&request, &settings);
     }
 }
@@ -389,10 +394,63 @@ fn budget_under_one_note_still_gets_one() {
                         seed,
                         order,
                         noise: 0.0,
+                        tonal_focus: 0.0,
                     };
                     check_phrase(&request, &settings);
                 }
             }
         }
     }
+}
+
+/// Share of a phrase's notes in its seven most used pitch classes.
+fn top7_share(notes: &[smdim_engine::Note]) -> f64 {
+    let mut counts = [0usize; 12];
+    for n in notes {
+        counts[(n.pitch % 12) as usize] += 1;
+    }
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    counts[..7].iter().sum::<usize>() as f64 / notes.len().max(1) as f64
+}
+
+#[test]
+fn tonal_focus_gathers_a_long_phrase_in_one_key() {
+    // A model with no idea of key (hashed logits): with the focus its 32-bar phrases settle in
+    // the key their first notes suggest (seven pitch classes), and they still obey the request.
+    let vocab = Vocabulary::remi_v1();
+    let request = PhraseRequest {
+        bars: 32,
+        lowest_pitch: 48,
+        highest_pitch: 84,
+        ..Default::default()
+    };
+    let plan = plan(vocab, &request, 4, 4096).unwrap();
+    let mut shares = [0.0f64; 2];
+    for (k, tonal_focus) in [0.0, 3.0].into_iter().enumerate() {
+        for seed in 0..6 {
+            let settings = SamplerSettings {
+                steps: 16,
+                seed,
+                tonal_focus,
+                ..Default::default()
+            };
+            let mut denoiser = random_denoiser(seed, vocab.len());
+            let (tokens, stats) = sample(
+                vocab,
+                &mut denoiser,
+                &plan.tokens,
+                &settings,
+                Some(&plan.constraints),
+                &AtomicBool::new(false),
+                |_, _| {},
+            )
+            .unwrap();
+            assert_eq!(stats.relaxed_choices, 0);
+            let decoded = decode(vocab, plan.phrase_tokens(&tokens));
+            assert_eq!(decoded.report.skipped(), 0);
+            assert_eq!(decoded.phrase.bars, 32);
+            shares[k] += top7_share(&decoded.phrase.notes) / 6.0;
+        }
+    }
+    assert!(shares[1] > shares[0] + 0.1, "top-7 share {shares:?}");
 }

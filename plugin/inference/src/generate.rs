@@ -29,6 +29,8 @@ pub const TEMPERATURE: RangeInclusive<f64> = 0.0..=5.0;
 pub const TOP_P: RangeInclusive<f64> = 0.01..=1.0;
 /// Confidence noise honoured; others are clamped to this.
 pub const NOISE: RangeInclusive<f64> = 0.0..=10.0;
+/// Tonal focus weights honoured; others are clamped to this (and a non-number reads as 0).
+pub const TONAL_FOCUS: RangeInclusive<f64> = 0.0..=4.0;
 
 /// Everything that determines a phrase. Saved with it, so "the settings that made it" travel
 /// with the phrase into the host project.
@@ -63,6 +65,10 @@ pub struct GenerationSettings {
     /// Confidence noise; `None` takes the model card's default.
     #[serde(default)]
     pub noise: Option<f64>,
+    /// Pull toward the pitch classes already in the phrase (one key over long phrases);
+    /// `None` takes the model card's default.
+    #[serde(default)]
+    pub tonal_focus: Option<f64>,
 }
 
 impl Default for GenerationSettings {
@@ -85,6 +91,7 @@ impl Default for GenerationSettings {
             style: Style::default(),
             order: None,
             noise: None,
+            tonal_focus: None,
         }
     }
 }
@@ -132,6 +139,9 @@ pub struct Generated {
     /// The unmasking order used (the settings' or the card's default).
     #[serde(default)]
     pub order: Order,
+    /// The tonal focus used (the settings' or the card's default; 0 before it existed).
+    #[serde(default)]
+    pub tonal_focus: f64,
     pub provider: Provider,
     pub elapsed: Duration,
     pub denoiser_calls: u32,
@@ -534,6 +544,11 @@ fn run_plan(
             .noise
             .unwrap_or(default_noise)
             .clamp(*NOISE.start(), *NOISE.end()),
+        tonal_focus: match settings.tonal_focus {
+            Some(v) if v.is_finite() => v.clamp(*TONAL_FOCUS.start(), *TONAL_FOCUS.end()),
+            Some(_) => 0.0,
+            None => denoiser.card().sampler.tonal_focus_for(settings.style.id()),
+        },
     };
     let style = settings.style;
     let mut logits = |tokens: &[TokenId], out: &mut Vec<f32>| denoiser.logits(tokens, style, out);
@@ -570,6 +585,7 @@ fn run_plan(
         elapsed: started.elapsed(),
         denoiser_calls: stats.denoiser_calls,
         order: sampler.order,
+        tonal_focus: sampler.tonal_focus,
         edit: None,
     })
 }

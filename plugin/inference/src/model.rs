@@ -35,6 +35,9 @@ pub struct CardSampler {
     /// evaluation: e.g. chorales meet their targets in confidence order, melodies in random.
     #[serde(default)]
     pub styles: std::collections::BTreeMap<String, StyleSampler>,
+    /// The sampler's pull toward the phrase's own pitch classes; cards before it lack it (0).
+    #[serde(default)]
+    pub tonal_focus: f64,
 }
 
 /// A style's sampler defaults in the card.
@@ -46,6 +49,9 @@ pub struct StyleSampler {
     /// Its default step count (absent: the card's `default_steps`).
     #[serde(default)]
     pub steps: Option<u32>,
+    /// Its tonal focus (absent: the card's `tonal_focus`).
+    #[serde(default)]
+    pub tonal_focus: Option<f64>,
 }
 
 impl CardSampler {
@@ -55,6 +61,20 @@ impl CardSampler {
             .get(style_id)
             .and_then(|s| s.steps)
             .unwrap_or(self.default_steps)
+    }
+
+    /// The default tonal focus for `style_id`: its override, else the card's.
+    pub fn tonal_focus_for(&self, style_id: &str) -> f64 {
+        let v = self
+            .styles
+            .get(style_id)
+            .and_then(|s| s.tonal_focus)
+            .unwrap_or(self.tonal_focus);
+        if v.is_finite() {
+            v.clamp(*crate::generate::TONAL_FOCUS.start(), *crate::generate::TONAL_FOCUS.end())
+        } else {
+            0.0
+        }
     }
 
     /// The default (order, noise) for `style_id`: its override, else the card's default.
@@ -318,5 +338,21 @@ mod tests {
             (Order::Confidence, 3.0)
         );
         assert_eq!(card.sampler.defaults_for("melody"), (Order::Random, 0.0));
+    }
+
+    #[test]
+    fn tonal_focus_per_style_absent_is_off_and_out_of_range_is_clamped() {
+        let mut card: serde_json::Value = serde_json::from_str(STYLED).unwrap();
+        let plain = ModelCard::parse(&card.to_string()).unwrap();
+        assert_eq!(plain.sampler.tonal_focus_for("melody"), 0.0, "cards before it");
+        card["sampler"]["tonal_focus"] = serde_json::json!(2.0);
+        card["sampler"]["styles"] = serde_json::json!({
+            "chorale": {"order": "confidence", "tonal_focus": 0.0},
+            "any": {"order": "random", "tonal_focus": 9.0},
+        });
+        let card = ModelCard::parse(&card.to_string()).unwrap();
+        assert_eq!(card.sampler.tonal_focus_for("melody"), 2.0);
+        assert_eq!(card.sampler.tonal_focus_for("chorale"), 0.0);
+        assert_eq!(card.sampler.tonal_focus_for("any"), *crate::generate::TONAL_FOCUS.end());
     }
 }

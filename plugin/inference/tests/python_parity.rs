@@ -44,13 +44,14 @@ fn python_tokens(
     top_p: f64,
     order: Order,
     noise: f64,
+    tonal_focus: f64,
 ) -> Vec<Vec<u32>> {
     let script = format!(
         "import json\n\
          from smdim.diffusion import sample\n\
          from smdim.export import ort_session, ort_logits_fn\n\
          fn = ort_logits_fn(ort_session({model:?}, threads=1))\n\
-         print(json.dumps([sample(fn, {LENGTH}, steps={STEPS}, seed=s, temperature={temperature}, top_p={top_p}, order={order:?}, noise={noise:?})[0].tolist() for s in range({SEEDS})]))\n",
+         print(json.dumps([sample(fn, {LENGTH}, steps={STEPS}, seed=s, temperature={temperature}, top_p={top_p}, order={order:?}, noise={noise:?}, tonal_focus={tonal_focus:?})[0].tolist() for s in range({SEEDS})]))\n",
         model = model.display().to_string(),
         order = order.id()
     );
@@ -68,13 +69,15 @@ fn rust_sampler_equals_python_reference() {
             ..Default::default()
         };
         let mut denoiser = Denoiser::load(&ModelSource::from_onnx_path(&model), &options).unwrap();
-        for (temperature, top_p, order, noise) in [
-            (1.0, 1.0, Order::Random, 0.0),
-            (0.8, 0.9, Order::Random, 0.0),
-            (0.0, 1.0, Order::Random, 0.0),
-            (1.0, 1.0, Order::Confidence, 0.0),
-            (0.8, 0.9, Order::Confidence, 1.0),
-            (0.0, 1.0, Order::Confidence, 2.5),
+        for (temperature, top_p, order, noise, tonal_focus) in [
+            (1.0, 1.0, Order::Random, 0.0, 0.0),
+            (0.8, 0.9, Order::Random, 0.0, 0.0),
+            (0.0, 1.0, Order::Random, 0.0, 0.0),
+            (1.0, 1.0, Order::Random, 0.0, 1.5),
+            (1.0, 1.0, Order::Confidence, 0.0, 0.0),
+            (0.8, 0.9, Order::Confidence, 1.0, 0.0),
+            (0.0, 1.0, Order::Confidence, 2.5, 0.0),
+            (0.9, 0.95, Order::Confidence, 1.0, 1.5),
         ] {
             // Python runs the model's ONNX Scan function; the native kernel differs from it
             // by ~1e-6 in the logits. The random order draws a few dozen tokens and never
@@ -84,7 +87,7 @@ fn rust_sampler_equals_python_reference() {
             if native_scan && order == Order::Confidence {
                 continue;
             }
-            let expected = python_tokens(&model, temperature, top_p, order, noise);
+            let expected = python_tokens(&model, temperature, top_p, order, noise, tonal_focus);
             for (seed, want) in expected.iter().enumerate() {
                 let settings = SamplerSettings {
                     steps: STEPS,
@@ -93,6 +96,7 @@ fn rust_sampler_equals_python_reference() {
                     seed: seed as u64,
                     order,
                     noise,
+                    tonal_focus,
                 };
                 // Python's `ort_logits_fn` feeds style 0 (Any) unless told otherwise.
                 let mut logits =
@@ -107,7 +111,7 @@ fn rust_sampler_equals_python_reference() {
                     |_, _| {},
                 )
                 .unwrap();
-                assert_eq!(&got, want, "seed {seed}, temperature {temperature}, top_p {top_p}, {order:?} noise {noise}, native scan {native_scan}");
+                assert_eq!(&got, want, "seed {seed}, temperature {temperature}, top_p {top_p}, {order:?} noise {noise}, tonal focus {tonal_focus}, native scan {native_scan}");
             }
         }
     }
@@ -194,6 +198,8 @@ fn edit_skeletons_and_their_sampling_equal_the_python_twin() {
         .request();
         let plan = plan_edit(vocab, &request, &source, edit, seed as u64, 4, 64)
             .unwrap_or_else(|e| panic!("{edit:?}: {e}"));
+        // Every other case with the tonal focus, which counts the kept notes' pitch classes.
+        let focus = if seed % 2 == 1 { 1.5 } else { 0.0 };
         let script = format!(
             "import json\n\
              import numpy as np\n\
@@ -202,7 +208,7 @@ fn edit_skeletons_and_their_sampling_equal_the_python_twin() {
              from smdim.export import ort_session, ort_logits_fn\n\
              skeleton = plan_edit({ids:?}, {py_edit}, {bars}, {seed}, 4, density=0.5, tokens_per_note=2.9)\n\
              fn = ort_logits_fn(ort_session({model:?}, threads=1))\n\
-             out = sample(fn, len(skeleton), steps={STEPS}, seed={seed}, fixed=skeleton[None, :])\n\
+             out = sample(fn, len(skeleton), steps={STEPS}, seed={seed}, fixed=skeleton[None, :], tonal_focus={focus:?})\n\
              print(json.dumps([skeleton.tolist(), out[0].tolist()]))\n",
             model = model.display().to_string(),
         );
@@ -221,6 +227,7 @@ fn edit_skeletons_and_their_sampling_equal_the_python_twin() {
             seed: seed as u64,
             order: Order::Random,
             noise: 0.0,
+            tonal_focus: focus,
         };
         let mut logits = |t: &[u32], out: &mut Vec<f32>| denoiser.logits(t, Style::Any, out);
         let (got, _) = sample(

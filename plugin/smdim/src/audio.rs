@@ -342,6 +342,7 @@ mod tests {
             elapsed: Duration::ZERO,
             denoiser_calls: 1,
             order: Default::default(),
+            tonal_focus: 0.0,
             edit: None,
         })
     }

@@ -90,6 +90,7 @@ mod tests {
             elapsed: Duration::ZERO,
             denoiser_calls: 1,
             order: Default::default(),
+            tonal_focus: 0.0,
             edit: None,
         };
         let dir = std::env::temp_dir().join(format!("smdim-export-{}", std::process::id()));

@@ -228,6 +228,8 @@ struct EntryV1 {
     /// Added with confidence-order sampling (absent: random, the only order before it).
     #[serde(deserialize_with = "lenient")]
     order: Order,
+    /// Added with the tonal focus (absent: 0, as every phrase before it was made).
+    tonal_focus: f64,
     #[serde(deserialize_with = "lenient")]
     provider: Provider,
     elapsed: Duration,
@@ -298,6 +300,7 @@ struct SettingsV1 {
     #[serde(deserialize_with = "lenient")]
     order: Option<Order>,
     noise: Option<f64>,
+    tonal_focus: Option<f64>,
 }
 
 impl Default for SettingsV1 {
@@ -377,6 +380,7 @@ impl From<&GenerationSettings> for SettingsV1 {
             style: s.style,
             order: s.order,
             noise: s.noise,
+            tonal_focus: s.tonal_focus,
         }
     }
 }
@@ -401,6 +405,7 @@ impl SettingsV1 {
             style: self.style,
             order: self.order,
             noise: self.noise,
+            tonal_focus: self.tonal_focus,
         }
     }
 }
@@ -413,6 +418,7 @@ impl From<&Generated> for EntryV1 {
             settings: SettingsV1::from(&g.settings),
             steps: g.steps,
             order: g.order,
+            tonal_focus: g.tonal_focus,
             provider: g.provider,
             elapsed: g.elapsed,
             denoiser_calls: g.denoiser_calls,
@@ -432,6 +438,7 @@ impl EntryV1 {
             settings: self.settings.into_settings(),
             steps: self.steps,
             order: self.order,
+            tonal_focus: self.tonal_focus,
             provider: self.provider,
             elapsed: self.elapsed,
             denoiser_calls: self.denoiser_calls,
@@ -543,6 +550,7 @@ mod tests {
             elapsed: Duration::from_millis(12),
             denoiser_calls: 8,
             order: Default::default(),
+            tonal_focus: 0.0,
             edit: None,
         })
     }

@@ -469,6 +469,7 @@ mod tests {
             seed,
             order,
             noise: 1.0,
+            tonal_focus: 0.0,
         };
         let never = AtomicBool::new(false);
         let (tokens, stats) = sample(

@@ -12,6 +12,11 @@
 //! seed and logits give the same tokens in Python and Rust. MASK, BOS, EOS and PAD are never
 //! emitted.
 //!
+//! Both orders can pull pitch choices toward the key of the pitches the phrase already holds
+//! ([`SamplerSettings::tonal_focus`]), so a long phrase keeps one key instead of mixing the keys
+//! of tokens drawn in parallel; its arithmetic is the Python `tonal_bonus` and
+//! `tonal_focus_row`, term for term.
+//!
 //! On top of the reference, [`constraints`] masks logits at every choice so the result is
 //! grammatical by construction (exact bar count, positions that never go backwards, pitch range,
 //! key, notes per onset). With constraints off the choices equal the Python sampler's.
@@ -222,6 +227,12 @@ pub struct SamplerSettings {
     pub order: Order,
     /// Scale of the annealed Gumbel noise on confidences ([`Order::Confidence`] only).
     pub noise: f64,
+    /// Weight λ of the pull toward the key of the pitches already decided (fixed ones
+    /// included): at each step every pitch logit gains λ·ln(12 P[c]) for its class c, P the
+    /// pitch-class distribution that key posterior predicts (flat before any pitch), then the
+    /// pitch logits shift together so pitches keep the model's total probability against
+    /// other tokens. 0 is the plain model.
+    pub tonal_focus: f64,
 }
 
 impl Default for SamplerSettings {
@@ -233,6 +244,111 @@ impl Default for SamplerSettings {
             seed: 0,
             order: Order::Random,
             noise: 0.0,
+            tonal_focus: 0.0,
+        }
+    }
+}
+
+/// Krumhansl-Kessler major and minor key profiles, by scale degree (semitones above the tonic).
+const KEY_PROFILES: [&[f64; 12]; 2] = [
+    &[6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88],
+    &[6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17],
+];
+
+/// The pull of [`SamplerSettings::tonal_focus`] for one step.
+struct TonalFocus {
+    weight: f64,
+    /// Pitch class of every vocabulary id; `None` for tokens that are not pitches.
+    classes: Vec<Option<u8>>,
+    bonus: [f64; 12],
+}
+
+impl TonalFocus {
+    fn new(vocab: &Vocabulary, weight: f64) -> TonalFocus {
+        let classes = vocab
+            .tokens()
+            .iter()
+            .map(|t| match t {
+                crate::vocab::Token::Pitch(p) => Some(p % 12),
+                _ => None,
+            })
+            .collect();
+        TonalFocus {
+            weight: if weight.is_finite() { weight.max(0.0) } else { 0.0 },
+            classes,
+            bonus: [0.0; 12],
+        }
+    }
+
+    /// This step's per-class bonus from the pitches decided in `x`: the key posterior of
+    /// their pitch classes under the Krumhansl-Kessler profiles (24 keys, flat prior), its
+    /// predictive pitch-class distribution P, and λ·ln(12 P[c]).
+    fn update(&mut self, x: &[TokenId]) {
+        if self.weight == 0.0 {
+            return;
+        }
+        let mut counts = [0u32; 12];
+        for &t in x {
+            if let Some(Some(c)) = self.classes.get(t as usize) {
+                counts[*c as usize] += 1;
+            }
+        }
+        self.bonus = [0.0; 12];
+        if counts.iter().all(|&n| n == 0) {
+            return;
+        }
+        let share = |profile: &[f64; 12], degree: usize| {
+            profile[degree] / profile.iter().sum::<f64>()
+        };
+        let mut scores = [0.0f64; 24];
+        for (k, score) in scores.iter_mut().enumerate() {
+            let (tonic, profile) = (k / 2, KEY_PROFILES[k % 2]);
+            for (c, &n) in counts.iter().enumerate() {
+                *score += n as f64 * share(profile, (c + 12 - tonic) % 12).ln();
+            }
+        }
+        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let (mut total, mut predictive) = (0.0f64, [0.0f64; 12]);
+        for (k, &score) in scores.iter().enumerate() {
+            let (tonic, profile) = (k / 2, KEY_PROFILES[k % 2]);
+            let w = (score - max).exp();
+            total += w;
+            for (c, p) in predictive.iter_mut().enumerate() {
+                *p += w * share(profile, (c + 12 - tonic) % 12);
+            }
+        }
+        for (bonus, p) in self.bonus.iter_mut().zip(predictive) {
+            *bonus = self.weight * (12.0 * (p / total)).ln();
+        }
+    }
+
+    /// Adds the bonus to the allowed pitch logits of `row`, shifted so their total probability
+    /// is unchanged (a slot that may hold a pitch or another token keeps the model's odds).
+    fn apply(&self, row: &mut [f64]) {
+        if self.weight == 0.0 {
+            return;
+        }
+        let pitches = || {
+            row.iter()
+                .zip(&self.classes)
+                .filter_map(|(&z, &c)| c.filter(|_| z > f64::NEG_INFINITY).map(|c| (z, c)))
+        };
+        let max = pitches().map(|(z, _)| z).fold(f64::NEG_INFINITY, f64::max);
+        if !max.is_finite() {
+            return;
+        }
+        let (mut before, mut after) = (0.0f64, 0.0f64);
+        for (z, c) in pitches() {
+            before += (z - max).exp();
+            after += (z + self.bonus[c as usize] - max).exp();
+        }
+        let shift = after.ln() - before.ln();
+        for (z, c) in row.iter_mut().zip(&self.classes) {
+            if let Some(c) = c {
+                if *z > f64::NEG_INFINITY {
+                    *z = *z + self.bonus[*c as usize] - shift;
+                }
+            }
         }
     }
 }
@@ -329,6 +445,7 @@ struct Picker {
     probs: Vec<f64>,
     temperature: f64,
     top_p: f64,
+    tonal: TonalFocus,
     /// Choices where the constraints allowed nothing ([`SampleStats::relaxed_choices`]).
     relaxed_choices: u32,
 }
@@ -370,6 +487,7 @@ impl Picker {
                 src as f64
             };
         }
+        self.tonal.apply(&mut self.row);
         choose(
             &self.row,
             u,
@@ -459,6 +577,7 @@ pub fn sample<D: Denoise>(
         probs: Vec::with_capacity(vocab_len),
         temperature: settings.temperature,
         top_p: settings.top_p,
+        tonal: TonalFocus::new(vocab, settings.tonal_focus),
         relaxed_choices: 0,
     };
     let mut rng = SplitMix64::new(settings.seed);
@@ -507,6 +626,7 @@ pub fn sample<D: Denoise>(
                     got: logits.len(),
                 });
             }
+            picker.tonal.update(&x);
             let mut sweep = constraints.map(|c| c.sweep(vocab, &x));
             match settings.order {
                 Order::Random => {
@@ -566,6 +686,81 @@ pub fn sample<D: Denoise>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pitch_id(vocab: &Vocabulary, pitch: u8) -> TokenId {
+        vocab.id_of(&format!("Pitch_{pitch}")).unwrap()
+    }
+
+    fn pitch_share(row: &[f64], classes: &[Option<u8>]) -> f64 {
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = row.iter().map(|z| (z - max).exp()).sum();
+        let pitches: f64 = row
+            .iter()
+            .zip(classes)
+            .filter(|(_, c)| c.is_some())
+            .map(|(z, _)| (z - max).exp())
+            .sum();
+        pitches / total
+    }
+
+    #[test]
+    fn tonal_focus_favours_the_key_in_use_and_keeps_the_pitch_share() {
+        let vocab = Vocabulary::remi_v1();
+        let mut focus = TonalFocus::new(vocab, 2.0);
+        // C major triads, many times, and one MASK: the pull is toward C major.
+        let mut x: Vec<TokenId> = [60, 64, 67, 72, 76]
+            .iter()
+            .cycle()
+            .take(40)
+            .map(|&p| pitch_id(vocab, p))
+            .collect();
+        x.push(vocab.mask_id());
+        focus.update(&x);
+        for in_key in [0, 4, 7] {
+            for outside in [1, 3, 6, 8, 10] {
+                assert!(focus.bonus[in_key] > focus.bonus[outside], "{:?}", focus.bonus);
+            }
+        }
+        let mut rng = SplitMix64::new(7);
+        let model: Vec<f64> = (0..vocab.len()).map(|_| rng.uniform() * 4.0).collect();
+        let mut row = model.clone();
+        // Pitch 61 banned (a constraint): it stays banned.
+        row[pitch_id(vocab, 61) as usize] = f64::NEG_INFINITY;
+        let banned = row.clone();
+        focus.apply(&mut row);
+        assert_eq!(row[pitch_id(vocab, 61) as usize], f64::NEG_INFINITY);
+        let share_before = pitch_share(&banned, &focus.classes);
+        let share_after = pitch_share(&row, &focus.classes);
+        assert!((share_before - share_after).abs() < 1e-12, "{share_before} vs {share_after}");
+        // Other tokens keep their logits; in-key classes gain against the rest.
+        let bar = vocab.bar_id() as usize;
+        assert_eq!(row[bar], model[bar]);
+        let gain = |p: u8| row[pitch_id(vocab, p) as usize] - model[pitch_id(vocab, p) as usize];
+        assert!(gain(64) > gain(63) + 1.0, "{} vs {}", gain(64), gain(63));
+        assert!((gain(48) - gain(60)).abs() < 1e-12, "one bonus per pitch class");
+    }
+
+    #[test]
+    fn no_tonal_focus_without_weight_or_decided_pitches() {
+        let vocab = Vocabulary::remi_v1();
+        let mut rng = SplitMix64::new(3);
+        let model: Vec<f64> = (0..vocab.len()).map(|_| rng.uniform()).collect();
+        let mut off = TonalFocus::new(vocab, 0.0);
+        off.update(&[pitch_id(vocab, 60); 8]);
+        let mut row = model.clone();
+        off.apply(&mut row);
+        assert_eq!(row, model);
+        // Nothing decided yet: every key is as likely, the bonus is 0 and no pitch moves.
+        let mut empty = TonalFocus::new(vocab, 2.0);
+        empty.update(&[vocab.mask_id(); 8]);
+        let mut row = model.clone();
+        empty.apply(&mut row);
+        for (a, b) in row.iter().zip(&model) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        // A non-number weight reads as 0.
+        assert_eq!(TonalFocus::new(vocab, f64::NAN).weight, 0.0);
+    }
 
     #[test]
     fn splitmix_matches_the_reference_values() {
