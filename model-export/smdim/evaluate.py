@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from smdim.data import STYLES, CropSampler, TokenSet, load_tokens, style_of
+from smdim.diffusion import KEY_PROFILES
 from smdim.tokenizer import count_ungrammatical, load_vocab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,10 +95,6 @@ def parse_notes(ids) -> tuple[list[Note], int]:
     return notes, max(bar + 1, 0)
 
 
-MAJOR = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88]
-MINOR = [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]
-
-
 def key_estimate(notes) -> tuple[float, tuple[int, str]] | None:
     """Krumhansl-Schmuckler: (correlation, (tonic, mode)) of the best major/minor key for the
     duration-weighted pitch classes (the engine's Key::estimate); None without a profile. The
@@ -109,7 +106,7 @@ def key_estimate(notes) -> tuple[float, tuple[int, str]] | None:
         return None
     best = None
     for tonic in range(12):
-        for profile, mode in ((MAJOR, "major"), (MINOR, "minor")):
+        for profile, mode in zip(KEY_PROFILES, ("major", "minor"), strict=True):
             r = float(np.corrcoef(np.roll(w, -tonic), profile)[0, 1])
             if best is None or r > best[0]:
                 best = (r, (tonic, mode))

@@ -139,10 +139,10 @@ impl fmt::Display for Key {
 }
 
 /// Krumhansl-Kessler key profiles (probe-tone ratings, C major and C minor).
-const MAJOR_PROFILE: [f64; 12] = [
+pub(crate) const MAJOR_PROFILE: [f64; 12] = [
     6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88,
 ];
-const MINOR_PROFILE: [f64; 12] = [
+pub(crate) const MINOR_PROFILE: [f64; 12] = [
     6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17,
 ];
 

@@ -71,7 +71,10 @@ impl CardSampler {
             .and_then(|s| s.tonal_focus)
             .unwrap_or(self.tonal_focus);
         if v.is_finite() {
-            v.clamp(*crate::generate::TONAL_FOCUS.start(), *crate::generate::TONAL_FOCUS.end())
+            v.clamp(
+                *crate::generate::TONAL_FOCUS.start(),
+                *crate::generate::TONAL_FOCUS.end(),
+            )
         } else {
             0.0
         }
@@ -344,7 +347,11 @@ mod tests {
     fn tonal_focus_per_style_absent_is_off_and_out_of_range_is_clamped() {
         let mut card: serde_json::Value = serde_json::from_str(STYLED).unwrap();
         let plain = ModelCard::parse(&card.to_string()).unwrap();
-        assert_eq!(plain.sampler.tonal_focus_for("melody"), 0.0, "cards before it");
+        assert_eq!(
+            plain.sampler.tonal_focus_for("melody"),
+            0.0,
+            "cards before it"
+        );
         card["sampler"]["tonal_focus"] = serde_json::json!(2.0);
         card["sampler"]["styles"] = serde_json::json!({
             "chorale": {"order": "confidence", "tonal_focus": 0.0},
@@ -353,6 +360,9 @@ mod tests {
         let card = ModelCard::parse(&card.to_string()).unwrap();
         assert_eq!(card.sampler.tonal_focus_for("melody"), 2.0);
         assert_eq!(card.sampler.tonal_focus_for("chorale"), 0.0);
-        assert_eq!(card.sampler.tonal_focus_for("any"), *crate::generate::TONAL_FOCUS.end());
+        assert_eq!(
+            card.sampler.tonal_focus_for("any"),
+            *crate::generate::TONAL_FOCUS.end()
+        );
     }
 }

@@ -249,11 +249,9 @@ impl Default for SamplerSettings {
     }
 }
 
-/// Krumhansl-Kessler major and minor key profiles, by scale degree (semitones above the tonic).
-const KEY_PROFILES: [&[f64; 12]; 2] = [
-    &[6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88],
-    &[6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17],
-];
+/// The key profiles [`crate::theory::Key::estimate`] uses, major then minor.
+const KEY_PROFILES: [&[f64; 12]; 2] =
+    [&crate::theory::MAJOR_PROFILE, &crate::theory::MINOR_PROFILE];
 
 /// The pull of [`SamplerSettings::tonal_focus`] for one step.
 struct TonalFocus {
@@ -274,7 +272,11 @@ impl TonalFocus {
             })
             .collect();
         TonalFocus {
-            weight: if weight.is_finite() { weight.max(0.0) } else { 0.0 },
+            weight: if weight.is_finite() {
+                weight.max(0.0)
+            } else {
+                0.0
+            },
             classes,
             bonus: [0.0; 12],
         }
@@ -297,9 +299,8 @@ impl TonalFocus {
         if counts.iter().all(|&n| n == 0) {
             return;
         }
-        let share = |profile: &[f64; 12], degree: usize| {
-            profile[degree] / profile.iter().sum::<f64>()
-        };
+        let share =
+            |profile: &[f64; 12], degree: usize| profile[degree] / profile.iter().sum::<f64>();
         let mut scores = [0.0f64; 24];
         for (k, score) in scores.iter_mut().enumerate() {
             let (tonic, profile) = (k / 2, KEY_PROFILES[k % 2]);
@@ -718,7 +719,11 @@ mod tests {
         focus.update(&x);
         for in_key in [0, 4, 7] {
             for outside in [1, 3, 6, 8, 10] {
-                assert!(focus.bonus[in_key] > focus.bonus[outside], "{:?}", focus.bonus);
+                assert!(
+                    focus.bonus[in_key] > focus.bonus[outside],
+                    "{:?}",
+                    focus.bonus
+                );
             }
         }
         let mut rng = SplitMix64::new(7);
@@ -731,13 +736,19 @@ mod tests {
         assert_eq!(row[pitch_id(vocab, 61) as usize], f64::NEG_INFINITY);
         let share_before = pitch_share(&banned, &focus.classes);
         let share_after = pitch_share(&row, &focus.classes);
-        assert!((share_before - share_after).abs() < 1e-12, "{share_before} vs {share_after}");
+        assert!(
+            (share_before - share_after).abs() < 1e-12,
+            "{share_before} vs {share_after}"
+        );
         // Other tokens keep their logits; in-key classes gain against the rest.
         let bar = vocab.bar_id() as usize;
         assert_eq!(row[bar], model[bar]);
         let gain = |p: u8| row[pitch_id(vocab, p) as usize] - model[pitch_id(vocab, p) as usize];
         assert!(gain(64) > gain(63) + 1.0, "{} vs {}", gain(64), gain(63));
-        assert!((gain(48) - gain(60)).abs() < 1e-12, "one bonus per pitch class");
+        assert!(
+            (gain(48) - gain(60)).abs() < 1e-12,
+            "one bonus per pitch class"
+        );
     }
 
     #[test]
