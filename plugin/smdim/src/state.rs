@@ -228,7 +228,9 @@ struct EntryV1 {
     /// Added with confidence-order sampling (absent: random, the only order before it).
     #[serde(deserialize_with = "lenient")]
     order: Order,
-    /// Added with the tonal focus (absent: 0, as every phrase before it was made).
+    /// Added with the tonal focus (absent: 0, as every phrase before it was made; 0 is not
+    /// written, so older projects save back unchanged).
+    #[serde(skip_serializing_if = "is_zero")]
     tonal_focus: f64,
     #[serde(deserialize_with = "lenient")]
     provider: Provider,
@@ -300,6 +302,7 @@ struct SettingsV1 {
     #[serde(deserialize_with = "lenient")]
     order: Option<Order>,
     noise: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tonal_focus: Option<f64>,
 }
 
@@ -307,6 +310,10 @@ impl Default for SettingsV1 {
     fn default() -> Self {
         SettingsV1::from(&GenerationSettings::default())
     }
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// A value of a type whose set of values grows between builds (a style, a provider): one this
@@ -700,6 +707,23 @@ mod tests {
             assert_eq!(&old, &**g);
         }
         assert_eq!(value["history"][0]["settings"]["key"], "F#-dorian");
+    }
+
+    #[test]
+    fn tonal_focus_round_trips_and_zero_is_not_written() {
+        let mut state = SavedState::new();
+        let mut entry = (*generated(1)).clone();
+        entry.tonal_focus = 1.5;
+        entry.settings.tonal_focus = Some(2.0);
+        state.push(Arc::new(entry));
+        state.push(generated(2));
+        let value = serde_json::to_value(&state).unwrap();
+        assert_eq!(value["history"][0]["tonal_focus"], 1.5);
+        assert_eq!(value["history"][0]["settings"]["tonal_focus"], 2.0);
+        assert!(value["history"][1].get("tonal_focus").is_none());
+        assert!(value["history"][1]["settings"].get("tonal_focus").is_none());
+        let back: SavedState = serde_json::from_value(value).unwrap();
+        assert_eq!(back, state);
     }
 
     #[test]

@@ -22,6 +22,7 @@
 use crate::phrase::TimeSignature;
 pub use crate::theory::{Key, Scale};
 use crate::vocab::{Token, TokenId, Vocabulary, POSITIONS_PER_BEAT};
+use std::ops::Range;
 
 /// Notes per onset never exceed this (the automaton's counter range).
 pub const MAX_NOTES_PER_ONSET_LIMIT: u32 = 12;
@@ -161,8 +162,51 @@ impl States {
     }
 }
 
-/// States at one boundary for every count of bar lines placed so far (index = count).
-type Counted = Vec<States>;
+const EMPTY: States = States {
+    start: false,
+    open: false,
+    p: 0,
+    q: [0; MAX_NOTES_PER_ONSET_LIMIT as usize + 1],
+    r: [0; MAX_NOTES_PER_ONSET_LIMIT as usize + 1],
+};
+
+/// States at one boundary for the counts of bar lines placed so far that can be live there
+/// (`live`, see [`Constraints::bands`]); every other count has no state. Keeping only those
+/// (one to three of up to 64 counts) is what makes a pass over a long phrase cheap.
+#[derive(Debug, Clone, Default)]
+struct Counted {
+    live: Range<usize>,
+    states: Vec<States>,
+}
+
+impl Counted {
+    fn get(&self, k: usize) -> &States {
+        if self.live.contains(&k) {
+            &self.states[k - self.live.start]
+        } else {
+            &EMPTY
+        }
+    }
+
+    fn get_mut(&mut self, k: usize) -> Option<&mut States> {
+        let start = self.live.start;
+        self.live.contains(&k).then(|| &mut self.states[k - start])
+    }
+
+    /// Empties every state and makes `live` the counts that may hold one (kept allocation).
+    fn reset(&mut self, live: Range<usize>) {
+        let live = live.start..live.end.max(live.start);
+        self.states.clear();
+        self.states.resize(live.len(), EMPTY);
+        self.live = live;
+    }
+
+    fn with(live: Range<usize>) -> Counted {
+        let mut c = Counted::default();
+        c.reset(live);
+        c
+    }
+}
 
 fn bit(p: u32) -> u128 {
     1u128 << p
@@ -219,23 +263,67 @@ impl Constraints {
     }
 
     fn initial(&self) -> Counted {
-        let mut s = vec![States::default(); self.bars];
+        let mut s = Counted::with(0..1);
+        let first = &mut s.states[0];
         if self.run.after_tempo {
-            s[0].r[0] = bit(0);
+            first.r[0] = bit(0);
         } else {
-            s[0].start = true;
+            first.start = true;
         }
         s
     }
 
     fn accepting(&self) -> Counted {
-        let mut s = vec![States::default(); self.bars];
-        let last = &mut s[self.bars - 1];
+        let mut s = Counted::with(self.bars - 1..self.bars);
+        let last = &mut s.states[0];
         last.start = true;
         for c in 0..=self.max_notes {
             last.r[c] = self.position_mask();
         }
         s
+    }
+
+    /// Where bar line `line` (1-based) would stand and how far from there it may: (expected
+    /// run offset, window).
+    fn line_window(&self, line: usize) -> (f64, f64) {
+        if let Some(&(expected, window)) = self.lines.get(line - 1) {
+            return (expected, window as f64);
+        }
+        let run = self.run.end - self.run.start;
+        let content = run.saturating_sub(2 * (self.bars - 1)) as f64 / self.bars as f64;
+        (
+            line as f64 * content + 2.0 * (line as f64 - 1.0),
+            self.bar_window as f64,
+        )
+    }
+
+    /// For every boundary 0..=len of the run, the counts of placed bar lines that can be live
+    /// there: at least the highest line whose window has passed, at most the highest whose
+    /// window has begun, with one to spare each side. A state outside is unreachable from the
+    /// start (more lines than could stand) or cannot reach the end (a line it lacks can no
+    /// longer be placed), and feeds only states outside, so skipping them changes no mask.
+    fn bands(&self) -> Vec<Range<usize>> {
+        let n = self.run.end - self.run.start;
+        // Highest line whose window begins / ends at each offset, then running maxima.
+        let (mut could, mut must) = (vec![0usize; n + 1], vec![0usize; n + 1]);
+        for line in 1..self.bars {
+            let (expected, window) = self.line_window(line);
+            let first = (expected - window).ceil().clamp(0.0, n as f64) as usize;
+            let last = (expected + window).floor().clamp(0.0, n as f64) as usize;
+            could[first] = could[first].max(line);
+            must[last] = must[last].max(line);
+        }
+        for o in 1..=n {
+            could[o] = could[o].max(could[o - 1]);
+            must[o] = must[o].max(must[o - 1]);
+        }
+        // Boundary b follows the slots at offsets 0..b.
+        (0..=n)
+            .map(|b| match b.checked_sub(1) {
+                None => 0..2.min(self.bars),
+                Some(o) => must[o].saturating_sub(1)..(could[o] + 2).min(self.bars),
+            })
+            .collect()
     }
 
     fn slot(&self, token: TokenId, mask: TokenId) -> Slot {
@@ -252,57 +340,74 @@ impl Constraints {
         if line == 0 || line >= self.bars {
             return false;
         }
-        if let Some(&(expected, window)) = self.lines.get(line - 1) {
-            return (offset as f64 - expected).abs() <= window as f64;
-        }
-        let run = self.run.end - self.run.start;
-        let content = run.saturating_sub(2 * (self.bars - 1)) as f64 / self.bars as f64;
-        let expected = line as f64 * content + 2.0 * (line as f64 - 1.0);
-        (offset as f64 - expected).abs() <= self.bar_window as f64
+        let (expected, window) = self.line_window(line);
+        (offset as f64 - expected).abs() <= window
     }
 
-    fn forward(&self, s: &[States], slot: Slot, offset: usize, out: &mut [States]) {
-        out.fill(States::default());
-        for k in 0..self.bars {
-            let st = &s[k];
+    /// The states after the slot at run offset `offset` from those before it (`s`), for the
+    /// counts in `live` (the band of the boundary after the slot).
+    fn forward(
+        &self,
+        s: &Counted,
+        slot: Slot,
+        offset: usize,
+        live: Range<usize>,
+        out: &mut Counted,
+    ) {
+        // A slot adds at most one bar line.
+        out.reset(s.live.start.max(live.start)..(s.live.end + 1).min(live.end));
+        for k in s.live.clone() {
+            let st = s.get(k);
             let position_ok = if st.start {
                 self.position_mask()
             } else {
                 above_lowest(st.any_r()) & self.position_mask()
             };
-            let n = &mut out[k];
-            if let Some(allowed) = slot.position() {
-                n.p |= position_ok & allowed;
-            }
-            if slot.allows(Class::Pitch) {
-                n.q[1] |= st.p;
-                for c in 0..self.max_notes {
-                    n.q[c + 1] |= st.r[c];
+            if let Some(n) = out.get_mut(k) {
+                if let Some(allowed) = slot.position() {
+                    n.p |= position_ok & allowed;
                 }
-            }
-            if slot.allows(Class::Duration) {
-                for c in 1..=self.max_notes {
-                    n.r[c] |= st.q[c];
+                if slot.allows(Class::Pitch) {
+                    n.q[1] |= st.p;
+                    for c in 0..self.max_notes {
+                        n.q[c + 1] |= st.r[c];
+                    }
                 }
-            }
-            if slot.allows(Class::Meter) && st.open {
-                n.start = true;
+                if slot.allows(Class::Duration) {
+                    for c in 1..=self.max_notes {
+                        n.r[c] |= st.q[c];
+                    }
+                }
+                if slot.allows(Class::Meter) && st.open {
+                    n.start = true;
+                }
             }
             if slot.allows(Class::Bar) && self.bar_line_ok(k + 1, offset) && st.complete() {
-                out[k + 1].open = true;
+                if let Some(next) = out.get_mut(k + 1) {
+                    next.open = true;
+                }
             }
         }
     }
 
-    fn backward(&self, after: &[States], slot: Slot, offset: usize, out: &mut [States]) {
-        out.fill(States::default());
+    /// The states before the slot at run offset `offset` from those after it (`after`), for
+    /// the counts in `live` (the band of the boundary before the slot).
+    fn backward(
+        &self,
+        after: &Counted,
+        slot: Slot,
+        offset: usize,
+        live: Range<usize>,
+        out: &mut Counted,
+    ) {
+        out.reset(after.live.start.saturating_sub(1).max(live.start)..after.live.end.min(live.end));
         let all = self.position_mask();
-        for k in 0..self.bars {
-            let a = &after[k];
+        for k in out.live.clone() {
+            let a = after.get(k);
             let positions = slot.position().map_or(0, |m| a.p & m);
             let bar_next =
-                slot.allows(Class::Bar) && self.bar_line_ok(k + 1, offset) && after[k + 1].open;
-            let b = &mut out[k];
+                slot.allows(Class::Bar) && self.bar_line_ok(k + 1, offset) && after.get(k + 1).open;
+            let Some(b) = out.get_mut(k) else { continue };
             b.start = positions != 0 || bar_next;
             b.open = slot.allows(Class::Meter) && a.start;
             let r_by_position = below_highest(positions);
@@ -349,36 +454,38 @@ impl Constraints {
     }
 
     fn completes(&self, run: &[Option<TokenId>]) -> bool {
+        let bands = self.bands();
         let mut states = self.initial();
-        let mut next = states.clone();
+        let mut next = Counted::default();
         for (offset, token) in run.iter().enumerate() {
             let slot = match token {
                 Some(t) => self.slot(*t, TokenId::MAX),
                 None => Slot(None),
             };
-            self.forward(&states, slot, offset, &mut next);
+            self.forward(&states, slot, offset, bands[offset + 1].clone(), &mut next);
             std::mem::swap(&mut states, &mut next);
         }
         let accept = self.accepting();
-        states
-            .iter()
-            .zip(&accept)
-            .any(|(s, a)| (s.start && a.start) || s.r.iter().zip(&a.r).any(|(x, y)| x & y != 0))
+        states.live.clone().any(|k| {
+            let (s, a) = (states.get(k), accept.get(k));
+            (s.start && a.start) || s.r.iter().zip(&a.r).any(|(x, y)| x & y != 0)
+        })
     }
 
     /// The tokens allowed between forward states `before` and backward states `after`.
     fn allowed_between(
         &self,
-        before: &[States],
-        after: &[States],
+        before: &Counted,
+        after: &Counted,
         offset: usize,
         allowed: &mut [bool],
     ) {
         let mut positions = 0u128;
         let (mut pitch_ok, mut duration_ok, mut bar_ok, mut meter_ok) =
             (false, false, false, false);
-        for k in 0..self.bars {
-            let (f, b) = (&before[k], &after[k]);
+        // Counts without a forward state add nothing.
+        for k in before.live.clone() {
+            let (f, b) = (before.get(k), after.get(k));
             let position_ok = if f.start {
                 self.position_mask()
             } else {
@@ -388,7 +495,7 @@ impl Constraints {
             pitch_ok |=
                 (f.p & b.q[1]) != 0 || (0..self.max_notes).any(|c| f.r[c] & b.q[c + 1] != 0);
             duration_ok |= (1..=self.max_notes).any(|c| f.q[c] & b.r[c] != 0);
-            bar_ok |= self.bar_line_ok(k + 1, offset) && f.complete() && after[k + 1].open;
+            bar_ok |= self.bar_line_ok(k + 1, offset) && f.complete() && after.get(k + 1).open;
             meter_ok |= f.open && b.start;
         }
         for (id, slot) in allowed.iter_mut().enumerate() {
@@ -410,15 +517,17 @@ impl Constraints {
         let n = run.end - run.start;
         // Checkpoints at boundaries run.start + j * SEGMENT (j = 0..) and at run.end.
         let n_checks = n / SEGMENT + 2;
-        let mut checkpoints = vec![Vec::new(); n_checks];
+        let bands = self.bands();
+        let mut checkpoints = vec![Counted::default(); n_checks];
         let mut states = self.accepting();
-        let mut next = states.clone();
+        let mut next = Counted::default();
         checkpoints[n_checks - 1] = states.clone();
         for b in (0..n).rev() {
             self.backward(
                 &states,
                 self.slot(tokens[run.start + b], mask),
                 b,
+                bands[b].clone(),
                 &mut next,
             );
             std::mem::swap(&mut states, &mut next);
@@ -430,8 +539,9 @@ impl Constraints {
             constraints: self,
             mask,
             forward: self.initial(),
-            scratch: vec![States::default(); self.bars],
+            scratch: Counted::default(),
             checkpoints,
+            bands,
             segment: Vec::new(),
             segment_index: usize::MAX,
             next_slot: run.start,
@@ -451,6 +561,8 @@ pub struct Sweep<'c> {
     forward: Counted,
     scratch: Counted,
     checkpoints: Vec<Counted>,
+    /// [`Constraints::bands`] of the run, by boundary.
+    bands: Vec<Range<usize>>,
     /// Backward states for the boundaries of the current segment (index = offset + 1).
     segment: Vec<Counted>,
     segment_index: usize,
@@ -480,6 +592,7 @@ impl Sweep<'_> {
             &self.forward,
             c.slot(token, self.mask),
             offset,
+            self.bands[offset + 1].clone(),
             &mut self.scratch,
         );
         std::mem::swap(&mut self.forward, &mut self.scratch);
@@ -501,15 +614,16 @@ impl Sweep<'_> {
                 seg + 1
             };
             if self.segment.is_empty() {
-                self.segment = vec![vec![States::default(); c.bars]; SEGMENT];
+                self.segment = vec![Counted::default(); SEGMENT];
             }
             // Boundaries seg*S+1 ..= top, from the checkpoint at top downwards.
             let base = seg * SEGMENT;
-            self.segment[top - base - 1].copy_from_slice(&self.checkpoints[top_check]);
+            self.segment[top - base - 1].clone_from(&self.checkpoints[top_check]);
             for b in (base + 2..=top).rev() {
                 let (lower, upper) = self.segment.split_at_mut(b - base - 1);
                 let slot = c.slot(self.snapshot[b - 1], self.mask);
-                c.backward(&upper[0], slot, b - 1, &mut lower[b - base - 2]);
+                let live = self.bands[b - 1].clone();
+                c.backward(&upper[0], slot, b - 1, live, &mut lower[b - base - 2]);
             }
             self.segment_index = seg;
         }
