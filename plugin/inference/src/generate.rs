@@ -328,19 +328,31 @@ pub fn generate_variations(
                 break;
             }
             let length = waiting[0].0.len();
+            // Identical sequences run once: every variation's first step (all MASK but the
+            // plan's fixed tokens) is the same input, so it costs one sequence, not one each.
+            let mut distinct: Vec<usize> = Vec::with_capacity(waiting.len());
+            let which: Vec<usize> = (0..waiting.len())
+                .map(|i| {
+                    let same = distinct.iter().position(|&d| waiting[d].0 == waiting[i].0);
+                    same.unwrap_or_else(|| {
+                        distinct.push(i);
+                        distinct.len() - 1
+                    })
+                })
+                .collect();
             let result = if waiting.iter().all(|(t, _)| t.len() == length) {
                 batch.clear();
-                for (tokens, _) in &waiting {
-                    batch.extend_from_slice(tokens);
+                for &d in &distinct {
+                    batch.extend_from_slice(&waiting[d].0);
                 }
-                denoiser.logits_batch(&batch, waiting.len(), settings.style, &mut out)
+                denoiser.logits_batch(&batch, distinct.len(), settings.style, &mut out)
             } else {
                 Err(InferenceError::Run(
                     "internal: variations of one plan differ in length".into(),
                 ))
             };
-            let each = out.len() / waiting.len();
-            for (i, (_, reply)) in waiting.into_iter().enumerate() {
+            let each = out.len() / distinct.len();
+            for ((_, reply), &i) in waiting.into_iter().zip(&which) {
                 let answer = match &result {
                     Ok(()) => Ok(out[i * each..(i + 1) * each].to_vec()),
                     Err(e) => Err(InferenceError::Run(e.to_string())),

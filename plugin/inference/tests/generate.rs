@@ -553,6 +553,76 @@ fn variations_are_cancelled_refused_or_fail_cleanly() {
     }
 }
 
+/// Variations share their first step: its input (the plan, all MASK) is the same for every
+/// seed, so the batching loop runs it once; the results are still each seed's own phrase.
+#[test]
+fn variations_run_their_shared_first_step_once() {
+    struct Counting {
+        inner: Denoiser,
+        /// Sequences in each call.
+        batches: Vec<usize>,
+    }
+    impl smdim_inference::Model for Counting {
+        fn card(&self) -> &smdim_inference::ModelCard {
+            &self.inner.card
+        }
+        fn provider(&self) -> Provider {
+            Provider::Cpu
+        }
+        fn check_style(&self, style: Style) -> Result<(), InferenceError> {
+            self.inner.check_style(style)
+        }
+        fn logits(
+            &mut self,
+            tokens: &[smdim_engine::vocab::TokenId],
+            style: Style,
+            out: &mut Vec<f32>,
+        ) -> Result<(), InferenceError> {
+            self.logits_batch(tokens, 1, style, out)
+        }
+        fn logits_batch(
+            &mut self,
+            tokens: &[smdim_engine::vocab::TokenId],
+            batch: usize,
+            style: Style,
+            out: &mut Vec<f32>,
+        ) -> Result<(), InferenceError> {
+            self.batches.push(batch);
+            self.inner.logits_batch(tokens, batch, style, out)
+        }
+    }
+    let mut counting = Counting {
+        inner: load(true),
+        batches: Vec::new(),
+    };
+    let never = AtomicBool::new(false);
+    let seeds = [3u64, 11, 12, 40];
+    let variations = smdim_inference::generate_variations(
+        &mut counting,
+        &small_settings(0),
+        &seeds,
+        &never,
+        |_, _| {},
+    )
+    .unwrap();
+    let batches = &counting.batches;
+    assert_eq!(
+        batches[0], 1,
+        "the shared first step runs once: {batches:?}"
+    );
+    assert!(batches[1..].contains(&seeds.len()), "{batches:?}");
+    for (v, &seed) in variations.iter().zip(&seeds) {
+        let one = generate(
+            &mut counting.inner,
+            &small_settings(seed),
+            &never,
+            |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(v.tokens, one.tokens, "seed {seed}");
+    }
+}
+
 /// The shipped int8 twin quantises activations with one scale per call: a batched call would
 /// tie each sequence's logits to the others', so its batches run one sequence at a time and
 /// give exactly the single calls' logits.
