@@ -5,8 +5,8 @@ use std::sync::atomic::AtomicBool;
 
 use proptest::prelude::*;
 use smdim_engine::codec::decode;
-use smdim_engine::sampler::constraints::{plan, Key, PhraseRequest};
-use smdim_engine::sampler::{sample, Order, SampleError, SamplerSettings, SplitMix64};
+use smdim_engine::sampler::constraints::{plan, Key, PhraseRequest, Plan};
+use smdim_engine::sampler::{sample, Order, SampleError, SampleStats, SamplerSettings, SplitMix64};
 use smdim_engine::{TimeSignature, Vocabulary};
 
 /// A stand-in denoiser: logits from a hash of (tokens, position), so they depend on context.
@@ -24,11 +24,15 @@ fn random_denoiser(
     }
 }
 
-fn check_phrase(request: &PhraseRequest, settings: &SamplerSettings) {
+/// Samples the whole of `plan` with the stand-in denoiser of `denoiser_seed`.
+fn sample_plan(
+    plan: &Plan,
+    settings: &SamplerSettings,
+    denoiser_seed: u64,
+) -> (Vec<u32>, SampleStats) {
     let vocab = Vocabulary::remi_v1();
-    let plan = plan(vocab, request, 4, 4096).unwrap();
-    let mut denoiser = random_denoiser(settings.seed ^ 0xABCD, vocab.len());
-    let (tokens, stats) = sample(
+    let mut denoiser = random_denoiser(denoiser_seed, vocab.len());
+    sample(
         vocab,
         &mut denoiser,
         &plan.tokens,
@@ -37,7 +41,13 @@ fn check_phrase(request: &PhraseRequest, settings: &SamplerSettings) {
         &AtomicBool::new(false),
         |_, _| {},
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn check_phrase(request: &PhraseRequest, settings: &SamplerSettings) {
+    let vocab = Vocabulary::remi_v1();
+    let plan = plan(vocab, request, 4, 4096).unwrap();
+    let (tokens, stats) = sample_plan(&plan, settings, settings.seed ^ 0xABCD);
     assert_eq!(stats.relaxed_choices, 0);
     assert!(!tokens.contains(&vocab.mask_id()));
     // The end marker is the plan's, never the model's: it is still there, and dropped.
@@ -96,22 +106,12 @@ fn bars_hold_different_numbers_of_notes() {
     let plan = plan(vocab, &request, 4, 4096).unwrap();
     let mut differing = 0;
     for seed in 0..10 {
-        let mut denoiser = random_denoiser(seed, vocab.len());
         let settings = SamplerSettings {
             seed,
             order: Order::Confidence,
             ..Default::default()
         };
-        let (tokens, _) = sample(
-            vocab,
-            &mut denoiser,
-            &plan.tokens,
-            &settings,
-            Some(&plan.constraints),
-            &AtomicBool::new(false),
-            |_, _| {},
-        )
-        .unwrap();
+        let (tokens, _) = sample_plan(&plan, &settings, seed);
         let phrase = decode(vocab, plan.phrase_tokens(&tokens)).phrase;
         assert_eq!(phrase.bars, request.bars);
         let bar_ticks = phrase.time_signature.bar_ticks();
@@ -262,22 +262,11 @@ fn same_seed_same_tokens_other_seed_other_tokens() {
     let vocab = Vocabulary::remi_v1();
     let plan = plan(vocab, &PhraseRequest::default(), 4, 4096).unwrap();
     let run = |seed| {
-        let mut denoiser = random_denoiser(1, vocab.len());
         let settings = SamplerSettings {
             seed,
             ..Default::default()
         };
-        sample(
-            vocab,
-            &mut denoiser,
-            &plan.tokens,
-            &settings,
-            Some(&plan.constraints),
-            &AtomicBool::new(false),
-            |_, _| {},
-        )
-        .unwrap()
-        .0
+        sample_plan(&plan, &settings, 1).0
     };
     assert_eq!(run(7), run(7));
     assert_ne!(run(7), run(8));
@@ -434,17 +423,7 @@ fn tonal_focus_gathers_a_long_phrase_in_one_key() {
                 tonal_focus,
                 ..Default::default()
             };
-            let mut denoiser = random_denoiser(seed, vocab.len());
-            let (tokens, stats) = sample(
-                vocab,
-                &mut denoiser,
-                &plan.tokens,
-                &settings,
-                Some(&plan.constraints),
-                &AtomicBool::new(false),
-                |_, _| {},
-            )
-            .unwrap();
+            let (tokens, stats) = sample_plan(&plan, &settings, seed);
             assert_eq!(stats.relaxed_choices, 0);
             let decoded = decode(vocab, plan.phrase_tokens(&tokens));
             assert_eq!(decoded.report.skipped(), 0);
