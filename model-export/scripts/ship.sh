@@ -2,7 +2,7 @@
 # Export the model chosen by the evaluation to models/smdim-default.onnx (+ card with its
 # metrics from docs/model/metrics.json). Usage: scripts/ship.sh CKPT "ROW NAME" [STEPS [export flags]]
 # The shipped model: scripts/ship.sh runs/default/final_ema.pt "SMDIM melody, constrained (plugin)" 32 \
-#   --order random --top-p 0.95 --style-order chorale=confidence:3
+#   --order random --top-p 0.95 --style-order chorale=confidence:3:16 --tonal-focus 1.5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CKPT="$1"; ROW="$2"; STEPS="${3:-32}"; shift $(( $# < 3 ? $# : 3 ))
