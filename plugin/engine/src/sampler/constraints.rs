@@ -512,12 +512,21 @@ impl Constraints {
 
     /// Starts a left-to-right pass over `tokens` (see [`Sweep`]).
     pub fn sweep<'c>(&'c self, vocab: &Vocabulary, tokens: &[TokenId]) -> Sweep<'c> {
+        self.sweep_in(vocab, tokens, self.bands())
+    }
+
+    /// [`Constraints::sweep`] keeping the counts in `bands` (by boundary).
+    fn sweep_in<'c>(
+        &'c self,
+        vocab: &Vocabulary,
+        tokens: &[TokenId],
+        bands: Vec<Range<usize>>,
+    ) -> Sweep<'c> {
         let mask = vocab.mask_id();
         let run = self.run;
         let n = run.end - run.start;
         // Checkpoints at boundaries run.start + j * SEGMENT (j = 0..) and at run.end.
         let n_checks = n / SEGMENT + 2;
-        let bands = self.bands();
         let mut checkpoints = vec![Counted::default(); n_checks];
         let mut states = self.accepting();
         let mut next = Counted::default();
@@ -843,6 +852,70 @@ pub(super) fn base(vocab: &Vocabulary, request: &PhraseRequest) -> Result<Base, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The live bands change no mask: a pass keeping every bar-line count at every boundary
+    /// allows exactly the same tokens, slot by slot, over partly decided runs of long and
+    /// short phrases, meters and edit-style kept bar lines.
+    #[test]
+    fn live_bands_allow_exactly_what_every_count_allows() {
+        let vocab = Vocabulary::remi_v1();
+        let mask = vocab.mask_id();
+        let mut rng = crate::sampler::SplitMix64::new(5);
+        for (bars, meter, density) in [(64, (4, 4), 2.48), (16, (3, 4), 1.0), (5, (6, 8), 3.0)] {
+            let request = PhraseRequest {
+                bars,
+                time_signature: TimeSignature::new(meter.0, meter.1).unwrap(),
+                notes_per_quarter: density,
+                ..Default::default()
+            };
+            let plan = plan(vocab, &request, 4, 4096).unwrap();
+            let c = &plan.constraints;
+            let n = c.run.end - c.run.start;
+            let every = vec![0..c.bars; n + 1];
+            // Decide about a third of the run left to right with allowed tokens (uniform
+            // choices), the rest stays MASK.
+            let mut tokens = plan.tokens.clone();
+            let mut allowed = vec![false; vocab.len()];
+            let mut sweep = c.sweep(vocab, &tokens);
+            for i in c.run.start..c.run.end {
+                let mut token = mask;
+                if sweep.allowed(&tokens, i, &mut allowed) && rng.uniform() < 0.35 {
+                    let ids: Vec<usize> = (0..allowed.len()).filter(|&v| allowed[v]).collect();
+                    if !ids.is_empty() {
+                        token = ids[(rng.uniform() * ids.len() as f64) as usize] as TokenId;
+                    }
+                }
+                tokens[i] = token;
+                sweep.advance(&tokens, i, token);
+            }
+            let (mut banded, mut full) =
+                (c.sweep(vocab, &tokens), c.sweep_in(vocab, &tokens, every));
+            let (mut a, mut b) = (vec![false; vocab.len()], vec![false; vocab.len()]);
+            let mut checked = 0;
+            for i in c.run.start..c.run.end {
+                if tokens[i] == mask {
+                    assert_eq!(
+                        banded.allowed(&tokens, i, &mut a),
+                        full.allowed(&tokens, i, &mut b)
+                    );
+                    assert_eq!(a, b, "{bars} bars, slot {i}");
+                    assert!(
+                        a.iter().any(|&x| x),
+                        "{bars} bars, slot {i}: nothing allowed"
+                    );
+                    checked += 1;
+                }
+                banded.advance(&tokens, i, tokens[i]);
+                full.advance(&tokens, i, tokens[i]);
+            }
+            assert!(checked > n / 2, "{checked} of {n}");
+            let free: Vec<Option<TokenId>> = tokens[c.run.start..c.run.end]
+                .iter()
+                .map(|&t| (t != mask).then_some(t))
+                .collect();
+            assert!(c.completes(&free));
+        }
+    }
 
     #[test]
     fn keys_parse() {
