@@ -206,6 +206,8 @@ def tonal_focus_row(row: np.ndarray, classes: np.ndarray, bonus: list[float]) ->
     if not idx:
         return row
     m = max(float(row[i]) for i in idx)
+    if not math.isfinite(m):
+        return row
     before = after = 0.0
     for i in idx:
         z, b = float(row[i]), bonus[classes[i]]
