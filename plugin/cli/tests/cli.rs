@@ -176,6 +176,50 @@ fn missing_model_is_a_clear_error() {
     assert!(err.contains("/nonexistent/model.onnx"), "{err}");
 }
 
+/// The shipped card's tonal focus is the default; `--tonal-focus` overrides it and changes the
+/// phrase (0 is the plain model).
+#[test]
+fn tonal_focus_comes_from_the_card_and_the_flag_overrides_it() {
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/smdim-default-int8.onnx"
+    );
+    let dir = std::env::temp_dir().join(format!("smdim-tonal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let jsonl = dir.join(name);
+        let out = smdim()
+            .args([
+                "generate", "--bars", "16", "--seed", "4", "--count", "2", "--model",
+            ])
+            .arg(shipped)
+            .args(extra)
+            .arg("--tokens-out")
+            .arg(&jsonl)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (text, std::fs::read_to_string(&jsonl).unwrap())
+    };
+    let (card, card_tokens) = run("card.jsonl", &[]);
+    assert_eq!(card.matches("tonal focus 1.5,").count(), 2, "{card}");
+    let (plain, plain_tokens) = run("plain.jsonl", &["--tonal-focus", "0"]);
+    assert_eq!(plain.matches("tonal focus 0,").count(), 2, "{plain}");
+    assert_ne!(card_tokens, plain_tokens);
+    let (again, again_tokens) = run("again.jsonl", &["--tonal-focus", "1.5"]);
+    assert_eq!(again.matches("tonal focus 1.5,").count(), 2, "{again}");
+    assert_eq!(
+        again_tokens, card_tokens,
+        "the flag at the card's value is the default"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn style_chorale_generates_and_the_summary_says_so() {
     let out_path = std::env::temp_dir().join(format!("smdim-chorale-{}.mid", std::process::id()));
@@ -424,6 +468,9 @@ fn out_of_range_values_are_errors_naming_the_range() {
         (generate("--top-p", "0"), "from 0.01 to 1"),
         (generate("--top-p", "1.5"), "from 0.01 to 1"),
         (generate("--noise", "11"), "from 0 to 10"),
+        (generate("--tonal-focus", "5"), "from 0 to 4"),
+        (generate("--tonal-focus", "-1"), "from 0 to 4"),
+        (generate("--tonal-focus", "nan"), "from 0 to 4"),
         (
             generate("--density", "0"),
             "from 0.1 to 8 notes per quarter note",
