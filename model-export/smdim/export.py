@@ -346,7 +346,7 @@ def main(argv=None) -> None:
         "--tonal-focus",
         type=float,
         default=0.0,
-        help="default pull toward the phrase's own pitch classes (docs/model/SAMPLER.md)",
+        help="default pull toward the key of the pitches chosen (docs/model/SAMPLER.md)",
     )
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-p", type=float, default=1.0)

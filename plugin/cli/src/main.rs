@@ -326,7 +326,7 @@ struct CommonArgs {
     /// Gumbel noise on confidences, 0-10, confidence order only (default: the model card's).
     #[arg(long, value_parser = number_in(limits::NOISE, ""))]
     noise: Option<f64>,
-    /// Pull toward the pitch classes already in the phrase, 0-4: one key across long phrases
+    /// Pull toward the key of the pitches already chosen, 0-4: one key across long phrases
     /// (0: the plain model; default: the model card's).
     #[arg(long, value_parser = number_in(limits::TONAL_FOCUS, ""))]
     tonal_focus: Option<f64>,

@@ -90,6 +90,24 @@ fn corrupt_input_is_a_clear_error_not_a_panic() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `smdim generate ARGS --tokens-out JSONL`, which must succeed: its stdout and the JSONL.
+fn generate_tokens(args: &[&str], jsonl: &std::path::Path) -> (String, String) {
+    let out = smdim()
+        .arg("generate")
+        .args(args)
+        .arg("--tokens-out")
+        .arg(jsonl)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text, std::fs::read_to_string(jsonl).unwrap())
+}
+
 fn tiny_model() -> String {
     format!(
         "{}/../inference/tests/data/tiny.onnx",
@@ -187,24 +205,11 @@ fn tonal_focus_comes_from_the_card_and_the_flag_overrides_it() {
     let dir = std::env::temp_dir().join(format!("smdim-tonal-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let run = |name: &str, extra: &[&str]| {
-        let jsonl = dir.join(name);
-        let out = smdim()
-            .args([
-                "generate", "--bars", "16", "--seed", "4", "--count", "2", "--model",
-            ])
-            .arg(shipped)
-            .args(extra)
-            .arg("--tokens-out")
-            .arg(&jsonl)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (text, std::fs::read_to_string(&jsonl).unwrap())
+        let mut args = vec![
+            "--bars", "16", "--seed", "4", "--count", "2", "--model", shipped,
+        ];
+        args.extend_from_slice(extra);
+        generate_tokens(&args, &dir.join(name))
     };
     let (card, card_tokens) = run("card.jsonl", &[]);
     assert_eq!(card.matches("tonal focus 1.5,").count(), 2, "{card}");
@@ -320,36 +325,28 @@ fn a_model_without_styles_refuses_melody_and_runs_any() {
 fn count_and_tokens_out_write_one_line_per_seed() {
     let dir = std::env::temp_dir().join(format!("smdim-count-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let model = tiny_model();
     let run_with = |order: &str, name: &str, extra: &[&str]| {
-        let jsonl = dir.join(name);
-        let out = smdim()
-            .args([
-                "generate",
-                "--bars",
-                "3",
-                "--seed",
-                "10",
-                "--count",
-                "3",
-                "--density",
-                "0.5",
-            ])
-            .args(["--order", order, "--style", "chorale", "--model"])
-            .arg(tiny_model())
-            .args(extra)
-            .arg("--tokens-out")
-            .arg(&jsonl)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut args = vec![
+            "--bars",
+            "3",
+            "--seed",
+            "10",
+            "--count",
+            "3",
+            "--density",
+            "0.5",
+            "--order",
+            order,
+            "--style",
+            "chorale",
+            "--model",
+            &model,
+        ];
+        args.extend_from_slice(extra);
+        let (text, jsonl) = generate_tokens(&args, &dir.join(name));
         assert_eq!(text.matches(&format!("order {order}")).count(), 3, "{text}");
-        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
-            .unwrap()
+        let lines: Vec<serde_json::Value> = jsonl
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();

@@ -32,6 +32,15 @@ pub const NOISE: RangeInclusive<f64> = 0.0..=10.0;
 /// Tonal focus weights honoured; others are clamped to this (and a non-number reads as 0).
 pub const TONAL_FOCUS: RangeInclusive<f64> = 0.0..=4.0;
 
+/// `v` within [`TONAL_FOCUS`]; a non-number is 0 (the plain model).
+pub(crate) fn honoured_tonal_focus(v: f64) -> f64 {
+    if v.is_finite() {
+        v.clamp(*TONAL_FOCUS.start(), *TONAL_FOCUS.end())
+    } else {
+        0.0
+    }
+}
+
 /// Everything that determines a phrase. Saved with it, so "the settings that made it" travel
 /// with the phrase into the host project.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +74,7 @@ pub struct GenerationSettings {
     /// Confidence noise; `None` takes the model card's default.
     #[serde(default)]
     pub noise: Option<f64>,
-    /// Pull toward the pitch classes already in the phrase (one key over long phrases);
+    /// Pull toward the key of the pitches already chosen (one key over long phrases);
     /// `None` takes the model card's default.
     #[serde(default)]
     pub tonal_focus: Option<f64>,
@@ -556,11 +565,10 @@ fn run_plan(
             .noise
             .unwrap_or(default_noise)
             .clamp(*NOISE.start(), *NOISE.end()),
-        tonal_focus: match settings.tonal_focus {
-            Some(v) if v.is_finite() => v.clamp(*TONAL_FOCUS.start(), *TONAL_FOCUS.end()),
-            Some(_) => 0.0,
-            None => denoiser.card().sampler.tonal_focus_for(settings.style.id()),
-        },
+        tonal_focus: settings.tonal_focus.map_or_else(
+            || denoiser.card().sampler.tonal_focus_for(settings.style.id()),
+            honoured_tonal_focus,
+        ),
     };
     let style = settings.style;
     let mut logits = |tokens: &[TokenId], out: &mut Vec<f32>| denoiser.logits(tokens, style, out);

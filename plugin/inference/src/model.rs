@@ -35,7 +35,8 @@ pub struct CardSampler {
     /// evaluation: e.g. chorales meet their targets in confidence order, melodies in random.
     #[serde(default)]
     pub styles: std::collections::BTreeMap<String, StyleSampler>,
-    /// The sampler's pull toward the phrase's own pitch classes; cards before it lack it (0).
+    /// The sampler's pull toward the key of the phrase's chosen pitches; cards before it lack
+    /// it (0).
     #[serde(default)]
     pub tonal_focus: f64,
 }
@@ -65,19 +66,12 @@ impl CardSampler {
 
     /// The default tonal focus for `style_id`: its override, else the card's.
     pub fn tonal_focus_for(&self, style_id: &str) -> f64 {
-        let v = self
-            .styles
-            .get(style_id)
-            .and_then(|s| s.tonal_focus)
-            .unwrap_or(self.tonal_focus);
-        if v.is_finite() {
-            v.clamp(
-                *crate::generate::TONAL_FOCUS.start(),
-                *crate::generate::TONAL_FOCUS.end(),
-            )
-        } else {
-            0.0
-        }
+        crate::generate::honoured_tonal_focus(
+            self.styles
+                .get(style_id)
+                .and_then(|s| s.tonal_focus)
+                .unwrap_or(self.tonal_focus),
+        )
     }
 
     /// The default (order, noise) for `style_id`: its override, else the card's default.
